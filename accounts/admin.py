@@ -1,0 +1,113 @@
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.html import format_html
+
+from .keys import assign_new_secret, parse_scopes
+from .models import ALL_SCOPES, ApiKey, Site
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(s, s) for s in ALL_SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        initial=list(ALL_SCOPES),
+        help_text="A new key has both scopes unless narrowed.",
+    )
+    revoked = forms.BooleanField(required=False, help_text="Revoking takes effect on the next request and cannot be undone.")
+
+    class Meta:
+        model = ApiKey
+        fields = ["site", "name", "scopes", "expires_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.revoked_at:
+            self.fields["revoked"].initial = True
+            self.fields["revoked"].disabled = True
+
+    def clean_scopes(self):
+        try:
+            return parse_scopes(self.cleaned_data["scopes"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ["masked_key", "name", "site", "scope_list", "created_at", "last_used_at", "status"]
+    list_filter = ["site"]
+    search_fields = ["name", "prefix", "site__domain"]
+    readonly_fields = ["masked_key", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_selected"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["site", "name", "scopes", "expires_at"]
+        return ["masked_key", "site", "name", "scopes", "expires_at", "revoked", "created_at", "last_used_at", "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields + (["site"] if obj else [])
+
+    @admin.display(description="Key")
+    def masked_key(self, obj):
+        return f"{obj.prefix}…" if obj.prefix else "—"
+
+    @admin.display(description="Scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes)
+
+    @admin.display(description="Status")
+    def status(self, obj):
+        if obj.revoked_at:
+            return format_html('<span style="color:#b00">revoked</span>')
+        if not obj.is_active:
+            return "expired"
+        return "active"
+
+    def save_model(self, request, obj, form, change):
+        raw = None
+        if not change:
+            raw = assign_new_secret(obj)
+        if form.cleaned_data.get("revoked") and obj.revoked_at is None:
+            obj.revoked_at = timezone.now()
+        super().save_model(request, obj, form, change)
+        if raw:
+            messages.warning(
+                request,
+                format_html(
+                    "New API key for {}: <code id=\"new-api-key\">{}</code> — copy it now, it will not be shown again.",
+                    obj.site.domain,
+                    raw,
+                ),
+            )
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke_selected(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ["prefix", "name", "scopes", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ["domain", "name", "timezone", "created_at"]
+    search_fields = ["domain", "name"]
+    inlines = [ApiKeyInline]
+
+
+admin.site.site_header = "Infinity Metrics"
+admin.site.site_title = "Infinity Metrics"
+admin.site.index_title = "Administration"

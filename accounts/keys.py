@@ -1,0 +1,83 @@
+"""API keys: generate, hash, verify.
+
+A raw key is ``im_<base62>`` with 190 random bits. We store only HMAC-SHA256 of it under
+SECRET_KEY-derived material (keys are random, so a slow KDF buys nothing and would cost
+every request), looked up through a unique index, then confirmed with compare_digest.
+"""
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from .models import ALL_SCOPES, ApiKey, Site
+
+KEY_PREFIX = "im_"
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_RANDOM_CHARS = 32  # 32 * log2(62) ≈ 190 bits
+DISPLAY_PREFIX_LEN = len(KEY_PREFIX) + 6
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _hash_secret(raw_key: str) -> str:
+    material = hashlib.sha256(b"infinity-api-key:" + settings.SECRET_KEY.encode()).digest()
+    return hmac.new(material, raw_key.encode(), hashlib.sha256).hexdigest()
+
+
+def parse_scopes(value) -> list[str]:
+    """``"events:write,analytics:read"`` or an iterable → a validated, ordered scope list."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    scopes = [item.strip() for item in items if item and item.strip()]
+    unknown = sorted(set(scopes) - set(ALL_SCOPES))
+    if unknown:
+        raise ValueError(f"Unknown scope {unknown[0]!r}; choose from {', '.join(ALL_SCOPES)}")
+    if not scopes:
+        raise ValueError("At least one scope is required")
+    return [scope for scope in ALL_SCOPES if scope in scopes]
+
+
+def generate_raw_key() -> str:
+    return KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_CHARS))
+
+
+def assign_new_secret(api_key: ApiKey) -> str:
+    """Give an unsaved key a fresh secret; returns the raw key (shown once, never stored)."""
+    raw = generate_raw_key()
+    api_key.prefix = raw[:DISPLAY_PREFIX_LEN]
+    api_key.secret_hash = _hash_secret(raw)
+    return raw
+
+
+def create_api_key(*, site: Site, name: str = "", scopes=ALL_SCOPES) -> tuple[ApiKey, str]:
+    """Create and save a key; returns (key, raw key)."""
+    api_key = ApiKey(site=site, name=name, scopes=parse_scopes(scopes))
+    raw = assign_new_secret(api_key)
+    api_key.save()
+    return api_key, raw
+
+
+def verify_key(raw_key: str) -> ApiKey | None:
+    """The active key for ``raw_key``, or None. One indexed query; constant-time confirm."""
+    if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
+        return None
+    digest = _hash_secret(raw_key)
+    api_key = ApiKey.objects.select_related("site").filter(secret_hash=digest).first()
+    if api_key is None or not hmac.compare_digest(api_key.secret_hash, digest) or not api_key.is_active:
+        return None
+    return api_key
+
+
+def touch_last_used(api_key: ApiKey, *, now=None) -> None:
+    """Record use at most once a minute so the hot path rarely writes."""
+    now = now or timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+
+
+def revoke_key(api_key: ApiKey, *, now=None) -> None:
+    api_key.revoked_at = now or timezone.now()
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=api_key.revoked_at)

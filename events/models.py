@@ -1,0 +1,58 @@
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Site
+
+
+class Kind(models.IntegerChoices):
+    PAGEVIEW = 1, "pageview"
+    CUSTOM = 2, "custom"
+    PURCHASE = 3, "purchase"
+
+
+class Event(models.Model):
+    """One row per page view, custom event or purchase: every metric is one query over it.
+
+    ``occurred_at`` is the event's own time (UTC); ``received_at`` when we stored it.
+    ``visitor`` is a 64-bit keyed hash (never an IP or a raw caller id); null means the
+    event belongs to no visitor. The public id is derived: ``evt_<id>``.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    kind = models.PositiveSmallIntegerField(choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    visitor = models.BigIntegerField(null=True, blank=True)
+    session = models.BigIntegerField(null=True, blank=True)
+    # Page and traffic source (tracker events; empty for server-side events).
+    hostname = models.CharField(max_length=253, blank=True, default="")
+    path = models.CharField(max_length=2000, blank=True, default="")
+    referrer = models.CharField(max_length=2000, blank=True, default="")
+    source = models.CharField(max_length=100, blank=True, default="")
+    utm_source = models.CharField(max_length=200, blank=True, default="")
+    utm_medium = models.CharField(max_length=200, blank=True, default="")
+    utm_campaign = models.CharField(max_length=200, blank=True, default="")
+    utm_term = models.CharField(max_length=200, blank=True, default="")
+    utm_content = models.CharField(max_length=200, blank=True, default="")
+    # Visitor environment, derived at ingestion; the IP itself is never stored.
+    country = models.CharField(max_length=2, blank=True, default="")
+    browser = models.CharField(max_length=50, blank=True, default="")
+    os = models.CharField(max_length=50, blank=True, default="")
+    device = models.CharField(max_length=10, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    # Purchases: price per unit in minor units of ``currency`` (ISO 4217, upper case).
+    price = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    quantity = models.IntegerField(null=True, blank=True)
+    product_name = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["site", "occurred_at"], name="event_site_time")]
+
+    PUBLIC_PREFIX = "evt_"
+
+    @property
+    def public_id(self) -> str:
+        return f"{self.PUBLIC_PREFIX}{self.id}"

@@ -1,0 +1,179 @@
+"""Input shapes of the Events API. Only these read ``request.data``.
+
+Limits (documented in the README): event name ≤ 200 characters; visitor_id ≤ 200;
+metadata ≤ 30 keys, key 1–100 characters, string value ≤ 1000 characters, scalar values
+only; timestamp no more than 1 hour in the future; price 0…10^12 minor units; quantity
+1…1,000,000; product name ≤ 200 characters.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .currencies import ISO_4217
+
+MAX_NAME = 200
+MAX_VISITOR_ID = 200
+MAX_METADATA_KEYS = 30
+MAX_METADATA_KEY = 100
+MAX_METADATA_VALUE = 1000
+MAX_SAFE_INT = 2**53
+MAX_FUTURE = timedelta(hours=1)
+MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_PRICE = 10**12
+MAX_QUANTITY = 1_000_000
+
+fail = serializers.ValidationError
+
+
+@extend_schema_field(OpenApiTypes.INT64)
+class StrictIntegerField(serializers.Field):
+    """A JSON integer (not a float, string or boolean) within bounds."""
+
+    def __init__(self, *, label, min_value, max_value, hint="", **kwargs):
+        self.bounds = (min_value, max_value)
+        self.hint = hint
+        super().__init__(label=label, **kwargs)
+
+    def to_internal_value(self, data):
+        low, high = self.bounds
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise fail(f"{self.label} must be an integer{self.hint}")
+        if not low <= data <= high:
+            raise fail(f"{self.label} must be between {low} and {high}")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class NameField(serializers.Field):
+    """A non-empty string of at most ``max_length`` characters, stripped."""
+
+    def __init__(self, *, label, max_length, **kwargs):
+        self.max_length = max_length
+        kwargs.setdefault("error_messages", {"required": f"{label} is required", "null": f"{label} is required"})
+        super().__init__(label=label, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (str, int)):
+            raise fail(f"{self.label} must be a string")
+        text = str(data).strip()
+        if not text:
+            raise fail(f"{self.label} is required" if self.required else f"{self.label} must not be empty")
+        if len(text) > self.max_length:
+            raise fail(f"{self.label} must be at most {self.max_length} characters")
+        return text
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class TimestampField(serializers.Field):
+    """ISO 8601 date-time; naive means UTC; at most an hour ahead of the server clock."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise fail("timestamp must be an ISO 8601 date-time string, e.g. 2024-01-15T10:30:00Z")
+        text = data.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            if "T" not in text.upper() and " " not in text:
+                raise ValueError
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise fail("timestamp must be an ISO 8601 date-time string, e.g. 2024-01-15T10:30:00Z") from None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise fail("timestamp is out of range") from None
+        now = self.context.get("now") or timezone.now()
+        if value > now + MAX_FUTURE:
+            raise fail("timestamp must not be more than 1 hour in the future")
+        if value < MIN_TIMESTAMP:
+            raise fail("timestamp must not be before 1970-01-01")
+        return value
+
+    def to_representation(self, value):
+        return value.isoformat()
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": MAX_METADATA_KEYS,
+        "additionalProperties": {"oneOf": [{"type": "string", "maxLength": MAX_METADATA_VALUE}, {"type": "number"}, {"type": "boolean"}], "nullable": True},
+    }
+)
+class MetadataField(serializers.Field):
+    """A flat JSON object of scalar values (string, number, boolean, null)."""
+
+    def to_internal_value(self, data):
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise fail("metadata must be a JSON object")
+        if len(data) > MAX_METADATA_KEYS:
+            raise fail(f"metadata must have at most {MAX_METADATA_KEYS} keys")
+        for key, value in data.items():
+            if not key or len(key) > MAX_METADATA_KEY:
+                raise fail(f"metadata keys must be 1 to {MAX_METADATA_KEY} characters")
+            if isinstance(value, str):
+                if len(value) > MAX_METADATA_VALUE:
+                    raise fail(f"metadata.{key} must be at most {MAX_METADATA_VALUE} characters")
+            elif isinstance(value, bool) or value is None or isinstance(value, float):
+                pass
+            elif isinstance(value, int):
+                if abs(value) > MAX_SAFE_INT:
+                    raise fail(f"metadata.{key} is out of range (integers up to 2^53)")
+            else:
+                raise fail(f"metadata.{key} must be a string, number, boolean or null (metadata is flat)")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field({"type": "string", "pattern": "^[A-Za-z]{3}$", "example": "USD"})
+class CurrencyField(serializers.Field):
+    def to_internal_value(self, data):
+        code = data.strip().upper() if isinstance(data, str) else None
+        if code not in ISO_4217:
+            raise fail("currency must be an ISO 4217 code, e.g. USD")
+        return code
+
+    def to_representation(self, value):
+        return value
+
+
+class _CommonIn(serializers.Serializer):
+    metadata = MetadataField(required=False, default=dict)
+    visitor_id = NameField(label="visitor_id", max_length=MAX_VISITOR_ID, required=False, allow_null=True, default=None)
+    timestamp = TimestampField(required=False, allow_null=True, default=None)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise fail({"non_field_errors": ["Request body must be a JSON object"]})
+        return super().to_internal_value(data)
+
+
+class EventIn(_CommonIn):
+    event_name = NameField(label="Event name", max_length=MAX_NAME)
+
+
+class PurchaseIn(_CommonIn):
+    price = StrictIntegerField(
+        label="price", min_value=0, max_value=MAX_PRICE, hint=" in minor units, e.g. 2999 for 29.99",
+        error_messages={"required": "price is required", "null": "price is required"},
+    )
+    currency = CurrencyField(error_messages={"required": "currency is required", "null": "currency is required"})
+    product_name = NameField(label="product_name", max_length=MAX_NAME)
+    quantity = StrictIntegerField(label="quantity", min_value=1, max_value=MAX_QUANTITY, required=False, default=1)

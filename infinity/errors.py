@@ -1,0 +1,122 @@
+"""The one error shape: ``{"error": {"code": "UPPER_SNAKE", "message": "…"}}``.
+
+DRF exceptions go through ``api_exception_handler``; Django's own 400/403/404/405/413/500
+paths under /api/v1 come through ``error_response`` via the handlers and middleware.
+"""
+
+import logging
+
+from django.http import JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+logger = logging.getLogger("infinity.api")
+
+API_PREFIX = "/api/v1/"
+
+_CODES = {
+    400: "INVALID_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+_MESSAGES = {
+    401: "Invalid or missing API key",
+    404: "Not found",
+    500: "Internal server error",
+    503: "Service temporarily unavailable",
+}
+
+
+def envelope(status, message=None, code=None, **extra):
+    body = {"code": code or _CODES.get(status, "ERROR"), "message": message or _MESSAGES.get(status, "Error")}
+    body.update(extra)
+    return {"error": body}
+
+
+def error_response(status, message=None, code=None, **extra):
+    """A plain Django JsonResponse in the envelope, for paths outside DRF."""
+    return JsonResponse(envelope(status, message, code, **extra), status=status)
+
+
+def is_api_path(path):
+    return path.startswith(API_PREFIX) or path == API_PREFIX.rstrip("/")
+
+
+def _first_validation_error(detail, field=None):
+    """Flatten DRF's nested ValidationError detail to (field, message) of the first error."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = field if key == "non_field_errors" else (f"{field}.{key}" if field else key)
+            return _first_validation_error(value, name)
+    if isinstance(detail, list) and detail:
+        return _first_validation_error(detail[0], field)
+    return field, str(detail)
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = _MESSAGES[503]
+    default_code = "service_unavailable"
+
+
+def api_exception_handler(exc, context):
+    from django.db import DatabaseError
+
+    headers = {}
+    if isinstance(exc, DatabaseError):
+        logger.exception("database error on %s", context["request"].path)
+        exc = ServiceUnavailable()
+        headers["Retry-After"] = "5"
+    if isinstance(exc, exceptions.ValidationError):
+        field, message = _first_validation_error(exc.detail)
+        extra = {"field": field} if field else {}
+        return Response(envelope(400, message, **extra), status=400)
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        # One body for missing, malformed, unknown and revoked keys.
+        return Response(envelope(401), status=401, headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, exceptions.Throttled):
+        wait = max(1, int(exc.wait or 1))
+        return Response(
+            envelope(429, f"Rate limit exceeded; retry in {wait} seconds"), status=429, headers={"Retry-After": str(wait)}
+        )
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return Response(envelope(405, f"Method {context['request'].method} is not allowed here"), status=405)
+    if isinstance(exc, exceptions.APIException):
+        status = exc.status_code
+        code = None
+        if isinstance(exc, exceptions.ParseError):
+            code = "INVALID_JSON"
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return Response(envelope(status, message, code), status=status, headers=headers)
+    return None  # unexpected: Django's 500 handler answers in the envelope
+
+
+def _django_handler(status, default):
+    def handler(request, exception=None, **kwargs):
+        if is_api_path(request.path):
+            message = f"No endpoint at {request.path}" if status == 404 else None
+            return error_response(status, message)
+        return default(request, exception) if exception is not None or status != 500 else default(request)
+
+    return handler
+
+
+def _defaults():
+    from django.views import defaults
+
+    return defaults
+
+
+handler400 = _django_handler(400, lambda r, e: _defaults().bad_request(r, e))
+handler403 = _django_handler(403, lambda r, e: _defaults().permission_denied(r, e))
+handler404 = _django_handler(404, lambda r, e: _defaults().page_not_found(r, e))
+handler500 = _django_handler(500, lambda r: _defaults().server_error(r))

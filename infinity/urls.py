@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from analytics.views import AnalyticsView
+from events.views import EventView, PurchaseView
+from infinity import errors
+
+api = [
+    path("events", EventView.as_view(), name="events"),
+    path("events/purchase", PurchaseView.as_view(), name="purchase"),
+    path("analytics", AnalyticsView.as_view(), name="analytics"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+    *[path(f"api/v1/{p.pattern}", p.callback, name=p.name) for p in api],
+]
+
+handler400 = errors.handler400
+handler403 = errors.handler403
+handler404 = errors.handler404
+handler500 = errors.handler500
