@@ -23,7 +23,8 @@ class ApiEnvelopeMiddleware:
         response = self.get_response(request)
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
             # Django's own pages (404 in DEBUG, CSRF 403, 400 for a bad Host) are HTML.
-            response = error_response(response.status_code)
+            message = f"No endpoint at {request.path}" if response.status_code == 404 else None
+            response = error_response(response.status_code, message)
         if getattr(request, "rate_limit", None) is None:
             if not consume_anonymous(request) and response.status_code < 500:
                 response = error_response(429, "Rate limit exceeded")
