@@ -158,6 +158,7 @@ RATE_LIMITS = {
     "events": env_int("RATE_LIMIT_EVENTS", 1000),  # per API key per minute
     "analytics": env_int("RATE_LIMIT_ANALYTICS", 100),  # per API key per minute
     "anon": env_int("RATE_LIMIT_ANON", 120),  # per client IP per minute, unauthenticated /api/v1
+    "collector": env_int("RATE_LIMIT_COLLECTOR", 600),  # per client IP per minute, public tracker collector
 }
 # django-ratelimit guards the admin login form. Its counters are approximate on
 # non-Redis caches, which is acceptable for slowing password guessing.

@@ -13,6 +13,7 @@ The throttle leaves (limit, remaining, reset) on the Django request; the middlew
 turns it into ``X-RateLimit-*`` headers on every /api/v1 response.
 """
 
+import hashlib
 import logging
 import sqlite3
 import threading
@@ -178,3 +179,14 @@ class EventsThrottle(ScopedRateThrottle):
 
 class AnalyticsThrottle(ScopedRateThrottle):
     scope = "analytics"
+
+
+class CollectorThrottle(BaseThrottle):
+    """Per client IP for the public collector. The counter key holds a hash of the IP, not the IP."""
+
+    def allow_request(self, request, view):
+        ip_hash = hashlib.sha256(f"{settings.SECRET_KEY}:{client_ip(request)}".encode()).hexdigest()[:20]
+        return consume(request, "collector", f"ip:{ip_hash}", settings.RATE_LIMITS["collector"])
+
+    def wait(self):
+        return max(1, WINDOW - int(time.time()) % WINDOW)
