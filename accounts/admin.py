@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from .keys import assign_new_secret, parse_scopes
 from .models import ALL_SCOPES, ApiKey, Site
@@ -61,7 +62,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="Status")
     def status(self, obj):
         if obj.revoked_at:
-            return format_html('<span style="color:#b00">revoked</span>')
+            return mark_safe('<span style="color:#b00">revoked</span>')
         if not obj.is_active:
             return "expired"
         return "active"

@@ -79,6 +79,8 @@ def sqlite_database(path):
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         },
+        # A file, not :memory:, so that tests can run real server processes against it.
+        "TEST": {"NAME": str(path.parent / f"test_{os.getpid()}.sqlite3")},
     }
 
 
