@@ -49,10 +49,29 @@ class Event(models.Model):
     product_name = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
-        indexes = [models.Index(fields=["site", "occurred_at"], name="event_site_time")]
+        indexes = [
+            models.Index(fields=["site", "occurred_at"], name="event_site_time"),
+            # Session assignment looks up a visitor's latest event: one index range scan.
+            models.Index(fields=["site", "visitor", "occurred_at"], name="event_site_visitor_time"),
+        ]
 
     PUBLIC_PREFIX = "evt_"
 
     @property
     def public_id(self) -> str:
         return f"{self.PUBLIC_PREFIX}{self.id}"
+
+
+class Salt(models.Model):
+    """The random key of one UTC day for tracker visitor hashes.
+
+    Today's and yesterday's salts are kept (a visit may cross midnight); older ones are
+    deleted, so a visitor id can never be recomputed or linked across days.
+    """
+
+    day = models.DateField(unique=True)
+    secret = models.BinaryField(max_length=32)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"salt {self.day}"
