@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts.models import Site
 
 from .models import Event, Kind
+from .sessions import assign_session
 from .visitors import hash_caller_visitor
 
 PURCHASE_EVENT_NAME = "purchase"
@@ -19,6 +20,14 @@ PURCHASE_EVENT_NAME = "purchase"
 
 def _visitor(site: Site, visitor_id: str | None) -> int | None:
     return None if visitor_id is None else hash_caller_visitor(site_id=site.pk, visitor_id=visitor_id)
+
+
+def _visitor_and_session(site: Site, visitor_id: str | None, occurred_at: datetime) -> dict:
+    visitor = _visitor(site, visitor_id)
+    if visitor is None:
+        return {"visitor": None, "session": None}
+    visitor, session = assign_session(site_id=site.pk, visitor=visitor, occurred_at=occurred_at)
+    return {"visitor": visitor, "session": session}
 
 
 def ingest_event(
@@ -32,7 +41,7 @@ def ingest_event(
         name=event_name,
         occurred_at=timestamp or now,
         received_at=now,
-        visitor=_visitor(site, visitor_id),
+        **_visitor_and_session(site, visitor_id, timestamp or now),
         metadata=metadata,
     )
 
@@ -56,7 +65,7 @@ def ingest_purchase(
         name=PURCHASE_EVENT_NAME,
         occurred_at=timestamp or now,
         received_at=now,
-        visitor=_visitor(site, visitor_id),
+        **_visitor_and_session(site, visitor_id, timestamp or now),
         metadata=metadata,
         price=price,
         currency=currency,
