@@ -68,5 +68,5 @@ def api(cast):
 
 
 @pytest.fixture
-def anon():
+def anon(db):
     return Api(key="")
