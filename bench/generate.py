@@ -253,7 +253,9 @@ def generate_lines(n: int, site_ids: dict, *, seed: int = 1, now: datetime | Non
     today_fraction = (now - today).total_seconds() / 86400 * 0.9  # rough: the day so far
     visitors_per_day = n / per_visitor / (total_weight - WEEKDAY_FACTOR[today.weekday()] * (1 - today_fraction))
     generate_lines.visitors_per_day = visitors_per_day
-    pools = {domain: [rng.getrandbits(62) for _ in range(max(10, int(visitors_per_day * share * 2)))] for domain, share, *_ in SITES}
+    pools = {
+        domain: [rng.getrandbits(62) for _ in range(max(10, int(visitors_per_day * share * 2)))] for domain, share, *_ in SITES
+    }
     produced = 0
     buf: list[str] = []
     for d in range(days - 1, -1, -1):

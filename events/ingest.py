@@ -72,3 +72,75 @@ def ingest_purchase(
         quantity=quantity,
         product_name=product_name,
     )
+
+
+# --- Batches (POST /api/v1/events/batch) ---------------------------------------------
+
+BATCH_EVENT = "event"
+BATCH_PURCHASE = "purchase"
+
+
+def _assign_sessions_bulk(site_id: int, rows: list[Event]) -> None:
+    """Sessions for a batch with one query, equal to calling ``assign_session`` item by item.
+
+    Each row (in time order) joins the latest event of the same visitor within 30 minutes
+    either side — stored already or earlier in this batch — or starts a new session.
+    """
+    from bisect import bisect_left, insort
+
+    from .sessions import SESSION_GAP, new_session_id
+
+    with_visitor = [row for row in rows if row.visitor is not None]
+    if not with_visitor:
+        return
+    times = [row.occurred_at for row in with_visitor]
+    known: dict[int, list] = {}  # visitor → sorted [(occurred_at, session)]
+    for visitor, occurred_at, session in Event.objects.filter(
+        site_id=site_id,
+        visitor__in={row.visitor for row in with_visitor},
+        occurred_at__gt=min(times) - SESSION_GAP,
+        occurred_at__lt=max(times) + SESSION_GAP,
+        session__isnull=False,
+    ).values_list("visitor", "occurred_at", "session"):
+        known.setdefault(visitor, []).append((occurred_at, session))
+    for events in known.values():
+        events.sort(key=lambda pair: pair[0])
+    for row in sorted(with_visitor, key=lambda r: r.occurred_at):
+        events = known.setdefault(row.visitor, [])
+        keys = [t for t, _ in events]
+        # The latest event strictly before occurred_at + gap, if it is after occurred_at - gap.
+        i = bisect_left(keys, row.occurred_at + SESSION_GAP) - 1
+        if i >= 0 and events[i][0] > row.occurred_at - SESSION_GAP:
+            row.session = events[i][1]
+        else:
+            row.session = new_session_id()
+        insort(events, (row.occurred_at, row.session), key=lambda pair: pair[0])
+
+
+def ingest_batch(*, site: Site, items: list[tuple[str, dict]]) -> list[Event]:
+    """Store validated batch items — ``(BATCH_EVENT | BATCH_PURCHASE, validated_data)`` — in one
+    transaction; returns the saved events in input order. Committed when this returns."""
+    from django.db import transaction
+
+    now = timezone.now()
+    rows = []
+    for kind, data in items:
+        occurred_at = data["timestamp"] or now
+        row = Event(
+            site=site,
+            occurred_at=occurred_at,
+            received_at=now,
+            visitor=_visitor(site, data["visitor_id"]),
+            metadata=data["metadata"],
+        )
+        if kind == BATCH_PURCHASE:
+            row.kind, row.name = Kind.PURCHASE, PURCHASE_EVENT_NAME
+            row.price, row.currency, row.quantity = data["price"], data["currency"], data["quantity"]
+            row.product_name = data["product_name"]
+        else:
+            row.kind, row.name = Kind.CUSTOM, data["event_name"]
+        rows.append(row)
+    with transaction.atomic():
+        _assign_sessions_bulk(site.pk, rows)
+        Event.objects.bulk_create(rows)
+    return rows

@@ -177,3 +177,47 @@ class PurchaseIn(_CommonIn):
     currency = CurrencyField(error_messages={"required": "currency is required", "null": "currency is required"})
     product_name = NameField(label="product_name", max_length=MAX_NAME)
     quantity = StrictIntegerField(label="quantity", min_value=1, max_value=MAX_QUANTITY, required=False, default=1)
+
+
+MAX_BATCH_ITEMS = 500
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "A custom event (the body of POST /events), or a purchase (the body of POST /events/purchase) "
+        'with `"type": "purchase"`. `type` defaults to `"event"`.',
+        "properties": {"type": {"type": "string", "enum": ["event", "purchase"], "default": "event"}},
+        "additionalProperties": True,
+    }
+)
+class BatchItemField(serializers.Field):
+    """Kept raw: each item is validated on its own by EventIn or PurchaseIn (per-item results)."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class BatchIn(serializers.Serializer):
+    """``{"events": [item, …]}`` with 1…500 items; see BatchItemField."""
+
+    events = serializers.ListField(
+        child=BatchItemField(),
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS,
+        error_messages={
+            "required": "events is required",
+            "null": "events is required",
+            "not_a_list": "events must be a list of events",
+            "min_length": "events must contain at least 1 event",
+            "max_length": f"events must contain at most {MAX_BATCH_ITEMS} events",
+        },
+    )
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise fail({"non_field_errors": ["Request body must be a JSON object"]})
+        return super().to_internal_value(data)

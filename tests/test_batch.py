@@ -1,0 +1,185 @@
+"""POST /api/v1/events/batch: per-item validation and results, one transaction, one rate-limit hit."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from accounts.keys import revoke_key
+from accounts.models import ApiKey
+from events.models import Event, Kind
+from events.sessions import assign_session
+from events.visitors import hash_caller_visitor
+
+URL = "/api/v1/events/batch"
+
+SIGNUP = {"event_name": "user_signup", "metadata": {"plan": "premium"}, "visitor_id": "u_1", "timestamp": "2024-01-15T10:30:00Z"}
+PURCHASE = {
+    "type": "purchase",
+    "price": 2999,
+    "currency": "usd",
+    "product_name": "Premium Plan",
+    "quantity": 2,
+    "metadata": {"billing": "monthly"},
+    "visitor_id": "u_1",
+    "timestamp": "2024-01-15T10:31:00Z",
+}
+
+
+def event_for(result):
+    return Event.objects.get(pk=int(result["event_id"].removeprefix("evt_")))
+
+
+def test_mixed_batch_stores_every_item_and_reports_each(api, cast):
+    response = api.post(URL, {"events": [SIGNUP, PURCHASE, {"event_name": "download", "type": "event"}]})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True and body["accepted"] == 3 and body["rejected"] == 0
+    assert [r["index"] for r in body["results"]] == [0, 1, 2]
+    assert all(r["success"] and r["event_id"].startswith("evt_") for r in body["results"])
+
+    signup, purchase, download = (event_for(r) for r in body["results"])
+    assert (signup.site_id, signup.kind, signup.name, signup.metadata) == (
+        cast.site.pk,
+        Kind.CUSTOM,
+        "user_signup",
+        {"plan": "premium"},
+    )
+    assert signup.occurred_at == datetime(2024, 1, 15, 10, 30, tzinfo=UTC)
+    assert signup.visitor == hash_caller_visitor(site_id=cast.site.pk, visitor_id="u_1")
+    assert (purchase.kind, purchase.name, purchase.price, purchase.currency, purchase.quantity, purchase.product_name) == (
+        Kind.PURCHASE, "purchase", 2999, "USD", 2, "Premium Plan",
+    )  # fmt: skip
+    assert purchase.visitor == signup.visitor
+    assert purchase.session == signup.session is not None  # one minute apart: one session
+    assert download.visitor is None and download.session is None and download.occurred_at is not None
+    assert Event.objects.count() == 3
+
+
+def test_invalid_items_are_reported_and_valid_ones_still_stored(api):
+    items = [
+        SIGNUP,
+        {"type": "purchase", "currency": "USD", "product_name": "Plan"},
+        {"event_name": ""},
+        "not an object",
+        {"type": "refund", "event_name": "x"},
+        {"event_name": "ok", "timestamp": "2999-01-01T00:00:00Z"},
+        {"event_name": "last"},
+    ]
+    response = api.post(URL, {"events": items})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["success"], body["accepted"], body["rejected"]) == (False, 2, 5)
+    results = body["results"]
+    assert [r["success"] for r in results] == [True, False, False, False, False, False, True]
+    assert results[1]["error"] == {"code": "INVALID_REQUEST", "message": "price is required", "field": "price"}
+    assert results[2]["error"]["field"] == "event_name"
+    assert results[3]["error"]["message"] == "Each event must be a JSON object"
+    assert results[4]["error"]["field"] == "type"
+    assert results[5]["error"]["field"] == "timestamp"
+    assert "event_id" not in results[1]
+    assert sorted(Event.objects.values_list("name", flat=True)) == ["last", "user_signup"]
+    assert event_for(results[6]).name == "last"
+
+
+def test_same_messages_as_the_single_endpoints(api):
+    bad = {"type": "purchase", "price": 1.5, "currency": "USD", "product_name": "Plan"}
+    single = api.post("/api/v1/events/purchase", bad).json()["error"]
+    batch = api.post(URL, {"events": [bad]}).json()["results"][0]["error"]
+    assert batch == single
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, "events is required"),
+        ({"events": None}, "events is required"),
+        ({"events": {"event_name": "x"}}, "events must be a list of events"),
+        ({"events": []}, "events must contain at least 1 event"),
+        ({"events": [{"event_name": "x"}] * 501}, "events must contain at most 500 events"),
+        ([{"event_name": "x"}], "Request body must be a JSON object"),
+    ],
+)
+def test_malformed_batches_are_400_and_store_nothing(api, body, message):
+    response = api.post(URL, body)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "INVALID_REQUEST"
+    assert response.json()["error"]["message"] == message
+    assert Event.objects.count() == 0
+
+
+def test_500_items_are_accepted(api):
+    items = [{"event_name": f"e{i % 7}", "visitor_id": f"v{i % 50}", "metadata": {"i": i}} for i in range(500)]
+    response = api.post(URL, {"events": items})
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 500
+    assert Event.objects.count() == 500
+    ids = [r["event_id"] for r in response.json()["results"]]
+    assert len(set(ids)) == 500
+    assert sorted(Event.objects.values_list("metadata__i", flat=True)) == list(range(500))
+
+
+def test_body_limit_is_one_megabyte(api):
+    item = {"event_name": "big", "metadata": {f"k{i}": "x" * 1000 for i in range(30)}}  # ≈ 31 KB
+    under = {"events": [item] * 33}  # ≈ 1,020,000 bytes
+    assert len(json.dumps(under)) < 1024 * 1024
+    assert api.post(URL, under).status_code == 200
+    over = {"events": [item] * 40}
+    response = api.post(URL, over)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert Event.objects.count() == 33
+
+
+def test_a_batch_is_one_request_against_the_events_limit(api, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "events": 3}
+    first = api.post(URL, {"events": [{"event_name": "x"}] * 100})
+    assert first["X-RateLimit-Limit"] == "3"
+    assert first["X-RateLimit-Remaining"] == "2"
+    api.post("/api/v1/events", {"event_name": "single"})  # the single endpoint shares the counter
+    assert api.post(URL, {"events": [{"event_name": "x"}]}).status_code == 200
+    refused = api.post(URL, {"events": [{"event_name": "x"}]})
+    assert refused.status_code == 429
+    assert refused["Retry-After"]
+    assert Event.objects.count() == 102
+
+
+def test_keys_scopes_and_tenancy(api, cast):
+    assert api.post(URL, {"events": [SIGNUP]}, key="im_nope").status_code == 401
+    assert api.post(URL, {"events": [SIGNUP]}, key=cast.analytics_key).status_code == 403
+    assert (
+        api.post(URL, {"events": [SIGNUP, {"event_name": "x", "site": cast.outsider_site.pk}]}, key=cast.events_key).status_code
+        == 200
+    )
+    assert set(Event.objects.values_list("site_id", flat=True)) == {cast.site.pk}
+    revoke_key(ApiKey.objects.get(name="events only"))
+    assert api.post(URL, {"events": [SIGNUP]}, key=cast.events_key).status_code == 401
+
+
+def test_sessions_join_stored_events_and_each_other(api, cast):
+    visitor = hash_caller_visitor(site_id=cast.site.pk, visitor_id="u_9")
+    stored = api.post("/api/v1/events", {"event_name": "a", "visitor_id": "u_9", "timestamp": "2024-03-01T10:00:00Z"}).json()
+    stored_session = event_for(stored).session
+    items = [
+        {"event_name": "b", "visitor_id": "u_9", "timestamp": "2024-03-01T10:20:00Z"},  # joins the stored session
+        {"event_name": "d", "visitor_id": "u_9", "timestamp": "2024-03-01T12:10:00Z"},  # 100 min later: new session
+        {"event_name": "c", "visitor_id": "u_9", "timestamp": "2024-03-01T10:45:00Z"},  # 25 min after b: same session
+        {"event_name": "e", "visitor_id": "u_9", "timestamp": "2024-03-01T12:30:00Z"},  # joins d's session
+        {"event_name": "f", "visitor_id": "other", "timestamp": "2024-03-01T10:21:00Z"},  # another visitor
+    ]
+    results = api.post(URL, {"events": items}).json()["results"]
+    b, d, c, e, f = (event_for(r) for r in results)
+    assert b.session == c.session == stored_session
+    assert d.session == e.session != stored_session
+    assert f.session not in {stored_session, d.session}
+    # Same answer as the one-at-a-time rule.
+    when = datetime(2024, 3, 1, 12, 40, tzinfo=UTC)
+    assert assign_session(site_id=cast.site.pk, visitor=visitor, occurred_at=when) == (visitor, d.session)
+
+
+def test_batch_is_in_the_openapi_schema(api):
+    schema = api.get("/api/v1/schema", {"format": "json"}).json()
+    operation = schema["paths"]["/api/v1/events/batch"]["post"]
+    assert operation["operationId"] == "send_event_batch"
+    assert "200" in operation["responses"] and "413" in operation["responses"]
+    assert "BatchIn" in json.dumps(operation["requestBody"]) or "BatchInRequest" in json.dumps(operation["requestBody"])
