@@ -4,12 +4,14 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from analytics.views import AnalyticsView
+from events.batch import BatchView
 from events.views import EventView, PurchaseView
 from infinity import errors
 
 api = [
     path("events", EventView.as_view(), name="events"),
     path("events/purchase", PurchaseView.as_view(), name="purchase"),
+    path("events/batch", BatchView.as_view(), name="events-batch"),
     path("analytics", AnalyticsView.as_view(), name="analytics"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
