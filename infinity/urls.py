@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from analytics.views import AnalyticsView
 from events.batch import BatchView
+from events.collector import CollectorView, tracking_script
 from events.views import EventView, PurchaseView
 from infinity import errors
 
@@ -13,6 +14,7 @@ api = [
     path("events/purchase", PurchaseView.as_view(), name="purchase"),
     path("events/batch", BatchView.as_view(), name="events-batch"),
     path("analytics", AnalyticsView.as_view(), name="analytics"),
+    path("collect", CollectorView.as_view(), name="collect"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -20,6 +22,7 @@ api = [
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("js/script.js", tracking_script, name="tracking-script"),
     *[path(f"api/v1/{p.pattern}", p.callback, name=p.name) for p in api],
 ]
 
