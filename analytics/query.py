@@ -1,31 +1,46 @@
 """The query layer: parameters → one immutable ``Query`` → one result.
 
-``parse_query`` validates everything (metric names from the METRICS registry, dates,
-range bounds, timezone) and raises ``QueryError`` naming the bad parameter.
-``run_query`` only ever sees a ``Query``; no user string reaches SQL.
+``parse_query`` validates everything (metric and dimension names from the METRICS and
+DIMENSIONS registries, dates, range bounds, interval, filters, limit, timezone) and raises
+``QueryError`` naming the bad parameter. ``run_query`` only ever sees a ``Query``; no user
+string reaches SQL (column names come from the registries, filter values and metadata keys
+travel as parameters).
 
-Semantics:
-- Dates are inclusive calendar days in the site's timezone; events count by their own
-  timestamp (``occurred_at``), not by arrival.
-- ``page_views``: page views. ``events``: custom and purchase events.
-- ``unique_visitors``: distinct visitors with any event in the range; events without a
-  visitor count for no visitor. A caller-supplied ``visitor_id`` is one visitor across the
-  range; a tracker visitor id changes daily (privacy), so a return on another day counts again.
+Semantics (the README's "Analytics API" section is the published version):
+- Dates are inclusive calendar days in the query's timezone (default: the site's);
+  events count by their own timestamp (``occurred_at``), not by arrival.
+- Event metrics count the events in the range that match every filter.
+- A visit (session) is the set of events sharing a non-null ``session`` id. It belongs to
+  the bucket of its first event; it is measured over its events during ``VISIT_WINDOW``
+  after that first event; it matches the filters when one of those events matches all
+  event filters (and its entry/exit page matches the session filters).
+- ``run_query`` reads rollups for whole closed days and raw events for the rest
+  (``analytics.rollups``); both produce the same ``Tally`` sums.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
 
-from django.db.models import Count, Q
+from django.db.models import CharField, F, Value
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from accounts.models import Site
-from events.models import Event, Kind
 
 DEFAULT_DAYS = 30
 MAX_RANGE_DAYS = 5 * 366
-KNOWN_PARAMS = {"start_date", "end_date", "metrics"}
+MAX_HOURLY_DAYS = 31
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 1000
+MAX_FILTERS = 10
+SESSION_GAP = timedelta(minutes=30)
+VISIT_WINDOW = timedelta(hours=2)
+REFERENCE_PARAMS = {"start_date", "end_date", "metrics"}
+KNOWN_PARAMS = REFERENCE_PARAMS | {"interval", "breakdown", "limit", "filters", "timezone", "compare"}
 
 
 class QueryError(ValueError):
@@ -38,18 +53,88 @@ class QueryError(ValueError):
 @dataclass(frozen=True)
 class Metric:
     name: str
-    aggregate: object
+    scope: str  # "event" (counted over matching events) or "session" (over matching visits)
     description: str
 
 
 METRICS = {
     m.name: m
     for m in [
-        Metric("page_views", Count("id", filter=Q(kind=Kind.PAGEVIEW)), "Page views recorded by the tracking script."),
-        Metric("unique_visitors", Count("visitor", distinct=True), "Distinct visitors with any event in the range."),
-        Metric("events", Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])), "Custom and purchase events."),
+        Metric("page_views", "event", "Page views (tracker events of kind pageview)."),
+        Metric("unique_visitors", "event", "Distinct non-null visitor ids among the matching events."),
+        Metric("events", "event", "Custom and purchase events (not page views)."),
+        Metric("visits", "session", "Visits (sessions) whose first event is in the range."),
+        Metric("bounce_rate", "session", "Percentage of visits with exactly one page view and no other event."),
+        Metric("visit_duration", "session", "Mean seconds between a visit's first and last event."),
+        Metric("views_per_visit", "session", "Page views of the visits divided by visits."),
+        Metric("purchases", "event", "Purchase events."),
+        Metric("revenue", "event", "Sum of price × quantity per currency, in minor units."),
+        Metric("average_order_value", "event", "Revenue ÷ purchases per currency, in minor units (halves up)."),
+        Metric("conversion_rate", "event", "Percentage of unique visitors with at least one purchase."),
     ]
 }
+SESSION_METRICS = {name for name, m in METRICS.items() if m.scope == "session"}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    column: str | None  # an Event column; None for metadata and session dimensions
+    scope: str = "event"  # "session": a property of the visit (entry/exit page)
+    metadata_key: str | None = None
+
+    def expression(self):
+        """The ORM expression of the value; never NULL (missing metadata is '')."""
+        if self.metadata_key is not None:
+            return Coalesce(Cast(KeyTextTransform(self.metadata_key, "metadata"), CharField()), Value(""))
+        return F(self.column)
+
+
+DIMENSIONS = {
+    d.name: d
+    for d in [
+        Dimension("page", "path"),
+        Dimension("hostname", "hostname"),
+        Dimension("entry_page", None, "session"),
+        Dimension("exit_page", None, "session"),
+        Dimension("source", "source"),
+        Dimension("referrer", "referrer"),
+        Dimension("utm_source", "utm_source"),
+        Dimension("utm_medium", "utm_medium"),
+        Dimension("utm_campaign", "utm_campaign"),
+        Dimension("utm_term", "utm_term"),
+        Dimension("utm_content", "utm_content"),
+        Dimension("country", "country"),
+        Dimension("browser", "browser"),
+        Dimension("os", "os"),
+        Dimension("device", "device"),
+        Dimension("event_name", "name"),
+        Dimension("product_name", "product_name"),
+        Dimension("currency", "currency"),
+    ]
+}
+METADATA_PREFIX = "metadata."
+_METADATA_KEY = re.compile(r"[^=!~;,\\]{1,100}")
+OPERATORS = ("==", "!=", "~")
+
+
+@dataclass(frozen=True)
+class Filter:
+    dimension: Dimension
+    op: str
+    value: str
+
+    def matches(self, actual: str) -> bool:
+        """The same test the SQL makes, for values computed in Python (entry/exit page)."""
+        if self.op == "==":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        return self.value.lower() in actual.lower()
+
+    def __str__(self):
+        escaped = self.value.replace("\\", "\\\\").replace(";", "\\;")
+        return f"{self.dimension.name}{self.op}{escaped}"
 
 
 @dataclass(frozen=True)
@@ -59,14 +144,68 @@ class Query:
     end_date: date
     metrics: tuple[str, ...]
     timezone: str
+    interval: str | None = None
+    breakdown: Dimension | None = None
+    limit: int = DEFAULT_LIMIT
+    filters: tuple[Filter, ...] = ()
+    compare: str | None = None
+    echo: bool = False  # reference-only requests keep the reference's exact response
+    site_timezone: str = "UTC"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def utc_range(self) -> tuple[datetime, datetime]:
         """[start, end) in UTC: local midnight of start_date to local midnight after end_date."""
-        tz = ZoneInfo(self.timezone)
-        start = datetime.combine(self.start_date, time.min, tzinfo=tz)
-        end = datetime.combine(self.end_date + timedelta(days=1), time.min, tzinfo=tz)
-        return start, end
+        return local_day_range(self.start_date, self.end_date, self.tz)
+
+    @property
+    def event_filters(self) -> tuple[Filter, ...]:
+        return tuple(f for f in self.filters if f.dimension.scope == "event")
+
+    @property
+    def session_filters(self) -> tuple[Filter, ...]:
+        return tuple(f for f in self.filters if f.dimension.scope == "session")
+
+    def previous(self) -> "Query":
+        days = (self.end_date - self.start_date).days + 1
+        return Query(
+            site_id=self.site_id,
+            start_date=self.start_date - timedelta(days=days),
+            end_date=self.start_date - timedelta(days=1),
+            metrics=self.metrics,
+            timezone=self.timezone,
+            filters=self.filters,
+            site_timezone=self.site_timezone,
+        )
+
+    def normalized(self) -> dict:
+        out = {
+            "start_date": self.start_date.isoformat(),
+            "end_date": self.end_date.isoformat(),
+            "metrics": list(self.metrics),
+            "timezone": self.timezone,
+            "interval": self.interval,
+            "breakdown": self.breakdown.name if self.breakdown else None,
+            "limit": self.limit if self.breakdown else None,
+            "filters": ";".join(str(f) for f in self.filters) or None,
+            "compare": self.compare,
+        }
+        return out
+
+
+def local_day_range(start: date, end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    utc = ZoneInfo("UTC")
+    lo = datetime.combine(start, time.min, tzinfo=tz).astimezone(utc)
+    hi = datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz).astimezone(utc)
+    return lo, hi
+
+
+@cache
+def _timezones() -> frozenset:
+    return frozenset(available_timezones())
 
 
 def _parse_date(params, name):
@@ -84,7 +223,7 @@ def _parse_date(params, name):
 def _parse_metrics(params):
     raw = params.get("metrics")
     if raw is None or not raw.strip():
-        return tuple(METRICS)
+        return ("page_views", "unique_visitors", "events")
     names = []
     for item in raw.split(","):
         name = item.strip()
@@ -95,11 +234,66 @@ def _parse_metrics(params):
     return tuple(names)
 
 
+def parse_dimension(raw: str, param: str) -> Dimension:
+    if raw in DIMENSIONS:
+        return DIMENSIONS[raw]
+    if raw.startswith(METADATA_PREFIX):
+        key = raw[len(METADATA_PREFIX) :]
+        if _METADATA_KEY.fullmatch(key):
+            return Dimension(raw, None, metadata_key=key)
+        raise QueryError(param, "A metadata key must be 1 to 100 characters without = ! ~ ; , or \\")
+    choices = ", ".join([*DIMENSIONS, "metadata.<key>"])
+    raise QueryError(param, f"Unknown dimension {raw[:60]!r}; choose from {choices}")
+
+
+def _split_unescaped(raw: str) -> list[str]:
+    """Split on ';' not preceded by a backslash; '\\;' is a literal ';' and '\\\\' a backslash."""
+    parts, current, chars = [], [], iter(raw)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, None)
+            if nxt not in ("\\", ";"):
+                raise QueryError("filters", "In filters, a backslash must escape ';' or another backslash")
+            current.append(nxt)
+        elif ch == ";":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+_FILTER = re.compile(r"(?P<dim>[a-z_]+|metadata\.[^=!~;,\\]{1,100}?)(?P<op>==|!=|~)(?P<value>.*)", re.DOTALL)
+
+
+def _parse_filters(params) -> tuple[Filter, ...]:
+    raw = params.get("filters")
+    if raw is None or raw == "":
+        return ()
+    out = []
+    # Operators and dimension names never contain ';' or '\', so unescaping first is safe.
+    for part in _split_unescaped(raw):
+        match = _FILTER.fullmatch(part)
+        if not match:
+            raise QueryError("filters", f"Cannot parse filter {part[:60]!r}; use <dimension><op><value> with op ==, != or ~")
+        dimension = parse_dimension(match["dim"], "filters")
+        if len(match["value"]) > 2000:
+            raise QueryError("filters", "A filter value must be at most 2000 characters")
+        out.append(Filter(dimension, match["op"], match["value"]))
+    if len(out) > MAX_FILTERS:
+        raise QueryError("filters", f"At most {MAX_FILTERS} filters")
+    return tuple(out)
+
+
 def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
     for name in params:
         if name not in KNOWN_PARAMS:
-            raise QueryError(name, f"Unknown parameter {name[:60]!r}")
-    tz = ZoneInfo(site.timezone)
+            raise QueryError(name, f"Unknown parameter {name[:60]!r}; known: {', '.join(sorted(KNOWN_PARAMS))}")
+    tz_name = params.get("timezone") or site.timezone
+    if tz_name not in _timezones():
+        raise QueryError("timezone", f"Unknown timezone {tz_name[:60]!r}; use an IANA name such as Europe/Berlin")
+    tz = ZoneInfo(tz_name)
     today = (now or timezone.now()).astimezone(tz).date()
     start, end = _parse_date(params, "start_date"), _parse_date(params, "end_date")
     if end is None:
@@ -108,16 +302,61 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
         start = end - timedelta(days=DEFAULT_DAYS - 1)
     if start > end:
         raise QueryError("start_date", "start_date must be on or before end_date")
-    if (end - start).days + 1 > MAX_RANGE_DAYS:
-        raise QueryError("start_date", f"The date range must be at most {MAX_RANGE_DAYS} days")
-    return Query(site_id=site.pk, start_date=start, end_date=end, metrics=_parse_metrics(params), timezone=site.timezone)
+    days = (end - start).days + 1
+    if days > MAX_RANGE_DAYS:
+        raise QueryError("start_date", f"The date range must be at most {MAX_RANGE_DAYS} days (5 years)")
+    if start.year < 1971 or end.year > 9000:
+        raise QueryError("start_date", "Dates must lie between 1971 and 9000")
+
+    interval = params.get("interval") or None
+    if interval is not None and interval not in ("hour", "day", "week", "month"):
+        raise QueryError("interval", f"Unknown interval {interval[:20]!r}; choose from hour, day, week, month")
+    if interval == "hour" and days > MAX_HOURLY_DAYS:
+        raise QueryError("interval", f"interval=hour allows a range of at most {MAX_HOURLY_DAYS} days")
+
+    breakdown = parse_dimension(params["breakdown"], "breakdown") if params.get("breakdown") else None
+    limit = DEFAULT_LIMIT
+    if params.get("limit") not in (None, ""):
+        raw = params["limit"]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            raise QueryError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
+        limit = int(raw)
+
+    compare = params.get("compare") or None
+    if compare is not None and compare != "previous_period":
+        raise QueryError("compare", "compare must be previous_period")
+
+    metrics = _parse_metrics(params)
+    filters = _parse_filters(params)
+    uses_session_dimension = any(f.dimension.scope == "session" for f in filters) or (
+        breakdown is not None and breakdown.scope == "session"
+    )
+    if uses_session_dimension:
+        event_only = [m for m in metrics if m not in SESSION_METRICS]
+        if event_only:
+            raise QueryError(
+                "metrics",
+                f"entry_page and exit_page describe visits: use them only with {', '.join(sorted(SESSION_METRICS))} "
+                f"(not {event_only[0]})",
+            )
+    return Query(
+        site_id=site.pk,
+        start_date=start,
+        end_date=end,
+        metrics=metrics,
+        timezone=tz_name,
+        interval=interval,
+        breakdown=breakdown,
+        limit=limit,
+        filters=filters,
+        compare=compare,
+        echo=bool(set(params) - REFERENCE_PARAMS),
+        site_timezone=site.timezone,
+    )
 
 
 def run_query(query: Query) -> dict:
-    start, end = query.utc_range
-    rows = Event.objects.filter(site_id=query.site_id, occurred_at__gte=start, occurred_at__lt=end)
-    data = rows.aggregate(**{name: METRICS[name].aggregate for name in query.metrics})
-    return {
-        "data": {name: data[name] or 0 for name in query.metrics},
-        "period": {"start": query.start_date.isoformat(), "end": query.end_date.isoformat()},
-    }
+    """The response body: data, period, and series/breakdown/comparison/query when asked."""
+    from .engine import evaluate
+
+    return evaluate(query)

@@ -9,15 +9,52 @@ from infinity.api import ApiView
 from infinity.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS
 from infinity.throttling import AnalyticsThrottle
 
-from .query import METRICS, QueryError, parse_query, run_query
+from .query import DIMENSIONS, MAX_HOURLY_DAYS, MAX_LIMIT, MAX_RANGE_DAYS, METRICS, QueryError, parse_query, run_query
 
+_MONEY = {"revenue", "average_order_value"}
+_RATIOS = {"bounce_rate", "visit_duration", "views_per_visit", "conversion_rate"}
+
+
+def _metric_field(name):
+    help_text = METRICS[name].description
+    if name in _MONEY:
+        return serializers.DictField(child=serializers.IntegerField(), required=False, help_text=help_text)
+    if name in _RATIOS:
+        return serializers.FloatField(required=False, help_text=help_text)
+    return serializers.IntegerField(required=False, help_text=help_text)
+
+
+def _metrics_serializer(name):
+    return inline_serializer(name=name, fields={m: _metric_field(m) for m in METRICS})
+
+
+Period = inline_serializer(name="Period", fields={"start": serializers.DateField(), "end": serializers.DateField()})
 AnalyticsOut = inline_serializer(
     name="Analytics",
     fields={
-        "data": inline_serializer(name="AnalyticsData", fields={name: serializers.IntegerField(required=False) for name in METRICS}),
-        "period": inline_serializer(name="Period", fields={"start": serializers.DateField(), "end": serializers.DateField()}),
+        "data": _metrics_serializer("AnalyticsData"),
+        "period": Period,
+        "series": serializers.ListField(
+            child=inline_serializer(name="SeriesPoint", fields={"date": serializers.CharField(), **{m: _metric_field(m) for m in METRICS}}),
+            required=False,
+            help_text="With `interval`: one point per bucket, empty buckets zero-filled.",
+        ),
+        "breakdown": serializers.ListField(
+            child=inline_serializer(
+                name="BreakdownRow",
+                fields={"value": serializers.CharField(allow_null=True), **{m: _metric_field(m) for m in METRICS}},
+            ),
+            required=False,
+            help_text="With `breakdown`: top `limit` values ordered by the first metric (descending).",
+        ),
+        "comparison": inline_serializer(
+            name="Comparison", fields={"data": _metrics_serializer("ComparisonData"), "period": Period}, required=False
+        ),
+        "query": serializers.DictField(required=False, help_text="The normalized query (absent for reference-only requests)."),
     },
 )
+
+_DIMENSION_NAMES = ", ".join([*DIMENSIONS, "metadata.<key>"])
 
 
 class AnalyticsView(ApiView):
@@ -27,11 +64,34 @@ class AnalyticsView(ApiView):
     @extend_schema(
         operation_id="get_analytics",
         summary="Get Analytics Data",
-        description="Retrieve analytics data for your dashboard. Dates are inclusive days in the site's timezone.",
+        description=(
+            "Retrieve analytics data for your dashboard: totals, and optionally a time series, a breakdown, "
+            "filters and a comparison with the previous period. Dates are inclusive days in the query's "
+            "timezone (default: the site's). Metric definitions are in the README (Analytics API)."
+        ),
         parameters=[
             OpenApiParameter("start_date", OpenApiTypes.DATE, description="ISO 8601 date (e.g. 2024-01-01); default 29 days before end_date"),
-            OpenApiParameter("end_date", OpenApiTypes.DATE, description="ISO 8601 date (e.g. 2024-01-31); default today"),
-            OpenApiParameter("metrics", OpenApiTypes.STR, description=f"Comma-separated list of {', '.join(METRICS)}; default all"),
+            OpenApiParameter("end_date", OpenApiTypes.DATE, description=f"ISO 8601 date; default today. Range ≤ {MAX_RANGE_DAYS} days"),
+            OpenApiParameter(
+                "metrics", OpenApiTypes.STR,
+                description=f"Comma-separated list of {', '.join(METRICS)}; default page_views,unique_visitors,events",
+            ),
+            OpenApiParameter(
+                "interval", OpenApiTypes.STR, enum=["hour", "day", "week", "month"],
+                description=f"Adds `series`; hour allows ranges of ≤ {MAX_HOURLY_DAYS} days",
+            ),
+            OpenApiParameter("breakdown", OpenApiTypes.STR, description=f"Adds `breakdown` by one of {_DIMENSION_NAMES}"),
+            OpenApiParameter("limit", OpenApiTypes.INT, description=f"Breakdown rows, 1–{MAX_LIMIT}, default 10"),
+            OpenApiParameter(
+                "filters", OpenApiTypes.STR,
+                description=(
+                    "`<dimension><op><value>` joined by `;` (AND); op is `==`, `!=` or `~` (contains, case-insensitive). "
+                    "Escape a literal `;` as `\\;` and a backslash as `\\\\`; URL-encode the whole value."
+                ),
+                examples=[OpenApiExample("page and country", value="page==/pricing;country==DE")],
+            ),
+            OpenApiParameter("timezone", OpenApiTypes.STR, description="IANA timezone name; default the site's timezone"),
+            OpenApiParameter("compare", OpenApiTypes.STR, enum=["previous_period"], description="Adds `comparison`"),
             *RATE_LIMIT_HEADERS,
         ],
         responses={200: AnalyticsOut, **{s: r for s, r in ERROR_RESPONSES.items() if s not in (413, 415)}},
@@ -43,13 +103,46 @@ class AnalyticsView(ApiView):
                     "data": {"page_views": 15420, "unique_visitors": 3247, "events": 892},
                     "period": {"start": "2024-01-01", "end": "2024-01-31"},
                 },
-            )
+            ),
+            OpenApiExample(
+                "daily series with revenue",
+                response_only=True,
+                value={
+                    "data": {"visits": 120, "revenue": {"EUR": 1500, "USD": 2999}},
+                    "period": {"start": "2024-01-01", "end": "2024-01-02"},
+                    "series": [
+                        {"date": "2024-01-01", "visits": 70, "revenue": {"USD": 2999}},
+                        {"date": "2024-01-02", "visits": 50, "revenue": {"EUR": 1500}},
+                    ],
+                    "query": {
+                        "start_date": "2024-01-01", "end_date": "2024-01-02", "metrics": ["visits", "revenue"],
+                        "timezone": "UTC", "interval": "day", "breakdown": None, "limit": None, "filters": None, "compare": None,
+                    },
+                },
+            ),
+            OpenApiExample(
+                "top pages from Germany",
+                response_only=True,
+                value={
+                    "data": {"page_views": 900, "bounce_rate": 41.5},
+                    "period": {"start": "2024-01-01", "end": "2024-01-31"},
+                    "breakdown": [
+                        {"value": "/", "page_views": 600, "bounce_rate": 45.0},
+                        {"value": "/pricing", "page_views": 300, "bounce_rate": 30.12},
+                    ],
+                    "query": {
+                        "start_date": "2024-01-01", "end_date": "2024-01-31", "metrics": ["page_views", "bounce_rate"],
+                        "timezone": "UTC", "interval": None, "breakdown": "page", "limit": 2, "filters": "country==DE",
+                        "compare": None,
+                    },
+                },
+            ),
         ],
         tags=["Analytics"],
     )
     def get(self, request):
         try:
             query = parse_query(request.query_params, site=request.auth.site)
+            return Response(run_query(query))
         except QueryError as exc:
             raise exceptions.ValidationError({exc.param: [exc.message]}) from None
-        return Response(run_query(query))

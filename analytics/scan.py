@@ -1,0 +1,258 @@
+"""Raw-event aggregation: events in [start, end) → tallies keyed by (bucket, value).
+
+``bucket`` is the local bucket key (``analytics.buckets``) or ``None`` without a grain;
+``value`` is the breakdown dimension's value or ``ALL``. Everything heavy is a GROUP BY in
+the database; Python only merges the grouped rows and measures visits.
+"""
+
+from collections import defaultdict
+from datetime import datetime
+
+from django.db.models import Count, F, Max, Min, Q, Sum, Value
+from django.db.models.functions import Coalesce
+
+from events.models import Event, Kind
+
+from . import buckets
+from .query import SESSION_GAP, SESSION_METRICS, VISIT_WINDOW, Dimension, Filter, Query
+from .tally import Tally
+
+ALL = ("*all*",)  # the key of rows not broken down; never equal to a string value
+
+_VISITOR_METRICS = {"unique_visitors", "conversion_rate"}
+_MONEY_METRICS = {"revenue", "average_order_value"}
+_COUNT_METRICS = {"page_views", "events", "purchases"}
+
+
+def filter_events(qs, filters: tuple[Filter, ...]):
+    """Apply event filters; each dimension value is aliased so metadata keys stay parameters."""
+    for i, f in enumerate(filters):
+        alias = f"_f{i}"
+        qs = qs.alias(**{alias: f.dimension.expression()})
+        if f.op == "==":
+            qs = qs.filter(**{alias: f.value})
+        elif f.op == "!=":
+            qs = qs.exclude(**{alias: f.value})
+        else:
+            qs = qs.filter(**{f"{alias}__icontains": f.value})
+    return qs
+
+
+def match_q(filters: tuple[Filter, ...]) -> Q | None:
+    """The event filters as one Q over aliases ``_f<i>`` (see ``_with_filter_aliases``)."""
+    q = None
+    for i, f in enumerate(filters):
+        alias = f"_f{i}"
+        part = Q(**{alias: f.value}) if f.op != "~" else Q(**{f"{alias}__icontains": f.value})
+        if f.op == "!=":
+            part = ~part
+        q = part if q is None else q & part
+    return q
+
+
+def _with_filter_aliases(qs, filters):
+    for i, f in enumerate(filters):
+        qs = qs.alias(**{f"_f{i}": f.dimension.expression()})
+    return qs
+
+
+def scan(query: Query, start: datetime, end: datetime, grain: str | None, dimension: Dimension | None) -> dict:
+    """Tallies of the raw events in [start, end) for (bucket, ALL) and, with a dimension, (bucket, value)."""
+    tallies = defaultdict(Tally)
+    wanted = set(query.metrics)
+    groupings = [None] if dimension is None else [None, dimension]
+    if wanted - SESSION_METRICS:
+        for dim in groupings:
+            _scan_events(query, start, end, grain, dim, wanted, tallies)
+    if wanted & SESSION_METRICS:
+        _scan_visits(query, start, end, grain, dimension, tallies)
+    return tallies
+
+
+def _grouped(query, start, end, grain, dim):
+    qs = Event.objects.filter(site_id=query.site_id, occurred_at__gte=start, occurred_at__lt=end)
+    qs = filter_events(qs, query.event_filters)
+    keys = []
+    if grain is not None:
+        qs = qs.annotate(_b=buckets.db_bucket(grain, query.tz))
+        keys.append("_b")
+    if dim is not None:
+        qs = qs.annotate(_v=dim.expression())
+        keys.append("_v")
+    return qs, keys
+
+
+def _key(row, grain, dim):
+    bucket = buckets.from_db(row["_b"]) if grain is not None else None
+    return bucket, (row["_v"] if dim is not None else ALL)
+
+
+def _scan_events(query, start, end, grain, dim, wanted, tallies):
+    qs, keys = _grouped(query, start, end, grain, dim)
+    if wanted & _COUNT_METRICS:
+        rows = qs.values(*keys).annotate(
+            pv=Count("id", filter=Q(kind=Kind.PAGEVIEW)),
+            ev=Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])),
+            pu=Count("id", filter=Q(kind=Kind.PURCHASE)),
+        )
+        for row in rows.order_by():
+            t = tallies[_key(row, grain, dim)]
+            t.page_views += row["pv"]
+            t.events += row["ev"]
+            t.purchases += row["pu"]
+    if wanted & _MONEY_METRICS:
+        rows = (
+            qs.filter(kind=Kind.PURCHASE)
+            .values(*keys, "currency")
+            .annotate(rev=Sum(F("price") * Coalesce("quantity", Value(1))), n=Count("id"))
+        )
+        for row in rows.order_by():
+            t = tallies[_key(row, grain, dim)]
+            cur = row["currency"]
+            t.revenue[cur] = t.revenue.get(cur, 0) + (row["rev"] or 0)
+            t.orders[cur] = t.orders.get(cur, 0) + row["n"]
+    if wanted & _VISITOR_METRICS:
+        rows = (
+            qs.filter(visitor__isnull=False)
+            .values(*keys, "visitor")
+            .annotate(bought=Count("id", filter=Q(kind=Kind.PURCHASE)))
+        )
+        for row in rows.order_by():
+            t = tallies[_key(row, grain, dim)]
+            t.visitors.add(row["visitor"])
+            if row["bought"]:
+                t.buyers.add(row["visitor"])
+
+
+class _Visit:
+    __slots__ = ("first", "last", "page_views", "others", "matched", "values", "entry", "exit")
+
+    def __init__(self, first, last, page_views, others, matched):
+        self.first, self.last = first, last
+        self.page_views, self.others, self.matched = page_views, others, matched
+        self.values = set()
+        self.entry = self.exit = ""
+
+
+def _scan_visits(query: Query, start, end, grain, dimension, tallies):
+    """Visits starting in [start, end), measured over their first VISIT_WINDOW.
+
+    Sessions follow the 30-minute rule, so a session with an event before ``start`` has
+    one in [start − 30 min, start): reading from there tells which ones began earlier.
+    """
+    window = Event.objects.filter(
+        site_id=query.site_id,
+        occurred_at__gte=start - SESSION_GAP,
+        occurred_at__lt=end + VISIT_WINDOW,
+        session__isnull=False,
+    )
+    event_filters = query.event_filters
+    aggregates = {
+        "first": Min("occurred_at"),
+        "last": Max("occurred_at"),
+        "pv": Count("id", filter=Q(kind=Kind.PAGEVIEW)),
+        "other": Count("id", filter=~Q(kind=Kind.PAGEVIEW)),
+    }
+    grouped = _with_filter_aliases(window, event_filters)
+    if event_filters:
+        aggregates["first_match"] = Min("occurred_at", filter=match_q(event_filters))
+    rows = grouped.values("session").annotate(**aggregates).filter(first__gte=start, first__lt=end).order_by()
+    visits = {}
+    long_ones = []
+    for row in rows:
+        first = row["first"]
+        cap = first + VISIT_WINDOW
+        matched = not event_filters or (row["first_match"] is not None and row["first_match"] < cap)
+        visits[row["session"]] = _Visit(first, row["last"], row["pv"], row["other"], matched)
+        if row["last"] >= cap:
+            long_ones.append(row["session"])
+    if long_ones:
+        _trim_long_visits(query, window, visits, long_ones)
+    visits = {sid: v for sid, v in visits.items() if v.matched}
+    if not visits:
+        return
+    needs_pages = query.session_filters or (dimension is not None and dimension.scope == "session")
+    if needs_pages:
+        _entry_and_exit(window, visits)
+        visits = {sid: v for sid, v in visits.items() if all(f.matches(_session_value(v, f.dimension)) for f in query.session_filters)}
+    if dimension is not None:
+        if dimension.scope == "session":
+            for v in visits.values():
+                v.values.add(_session_value(v, dimension))
+        else:
+            pairs = filter_events(window, event_filters).annotate(_v=dimension.expression())
+            pairs = pairs.values("session", "_v").annotate(t=Min("occurred_at")).order_by()
+            for row in pairs:
+                v = visits.get(row["session"])
+                if v is not None and row["t"] < v.first + VISIT_WINDOW:
+                    v.values.add(row["_v"])
+    tz = query.tz
+    for v in visits.values():
+        bucket = buckets.bucket_of(v.first, grain, tz) if grain is not None else None
+        for value in (ALL, *v.values):
+            t = tallies[bucket, value]
+            t.visits += 1
+            t.bounces += v.page_views == 1 and v.others == 0
+            t.duration_us += _microseconds(v.last - v.first)
+            t.visit_page_views += v.page_views
+
+
+def _microseconds(delta) -> int:
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _session_value(v: _Visit, dimension: Dimension) -> str:
+    return v.entry if dimension.name == "entry_page" else v.exit
+
+
+def _trim_long_visits(query, window, visits, session_ids):
+    """Recount, event by event, the rare visits whose events go past VISIT_WINDOW."""
+    event_filters = query.event_filters
+    qs = _with_filter_aliases(window.filter(session__in=session_ids), event_filters)
+    rows = list(qs.values_list("session", "occurred_at", "kind").order_by())
+    matched_rows = set()
+    if event_filters:
+        matched_rows = set(
+            _with_filter_aliases(window.filter(session__in=session_ids), event_filters)
+            .filter(match_q(event_filters))
+            .values_list("session", "occurred_at", "id")
+            .order_by()
+        )
+    for sid in session_ids:
+        v = visits[sid]
+        v.last, v.page_views, v.others = v.first, 0, 0
+    for sid, occurred_at, kind in rows:
+        v = visits[sid]
+        if occurred_at >= v.first + VISIT_WINDOW:
+            continue
+        v.last = max(v.last, occurred_at)
+        if kind == Kind.PAGEVIEW:
+            v.page_views += 1
+        else:
+            v.others += 1
+    if event_filters:
+        for sid in session_ids:
+            visits[sid].matched = False
+        for sid, occurred_at, _ in matched_rows:
+            v = visits[sid]
+            if occurred_at < v.first + VISIT_WINDOW:
+                v.matched = True
+
+
+def _entry_and_exit(window, visits):
+    """Entry page: the path of a visit's first page view; exit page: of its last one (within the window)."""
+    rows = window.filter(kind=Kind.PAGEVIEW).values_list("session", "occurred_at", "id", "path").order_by()
+    firsts, lasts = {}, {}
+    for sid, occurred_at, pk, path in rows:
+        v = visits.get(sid)
+        if v is None or occurred_at >= v.first + VISIT_WINDOW:
+            continue
+        key = (occurred_at, pk)
+        if sid not in firsts or key < firsts[sid][0]:
+            firsts[sid] = (key, path)
+        if sid not in lasts or key > lasts[sid][0]:
+            lasts[sid] = (key, path)
+    for sid, v in visits.items():
+        v.entry = firsts[sid][1] if sid in firsts else ""
+        v.exit = lasts[sid][1] if sid in lasts else ""
+

@@ -1,0 +1,70 @@
+"""``Tally``: the mergeable sums behind every metric.
+
+Raw scans and rollups both produce tallies keyed by (bucket, dimension value); totals,
+series and breakdowns merge them and only then turn sums into metrics, so every metric
+is computed the same way whatever the source. Ratios are rounded to two decimals.
+"""
+
+from dataclasses import dataclass, field
+
+from .sketch import VisitorSketch
+
+
+@dataclass
+class Tally:
+    page_views: int = 0
+    events: int = 0
+    purchases: int = 0
+    revenue: dict = field(default_factory=dict)  # currency → minor units (price × quantity)
+    orders: dict = field(default_factory=dict)  # currency → purchase events
+    visitors: VisitorSketch = field(default_factory=VisitorSketch)
+    buyers: VisitorSketch = field(default_factory=VisitorSketch)
+    visits: int = 0
+    bounces: int = 0
+    duration_us: int = 0  # sum over visits of (last − first event time), microseconds
+    visit_page_views: int = 0
+
+    def merge(self, other: "Tally") -> "Tally":
+        self.page_views += other.page_views
+        self.events += other.events
+        self.purchases += other.purchases
+        for cur, amount in other.revenue.items():
+            self.revenue[cur] = self.revenue.get(cur, 0) + amount
+        for cur, n in other.orders.items():
+            self.orders[cur] = self.orders.get(cur, 0) + n
+        self.visitors.merge(other.visitors)
+        self.buyers.merge(other.buyers)
+        self.visits += other.visits
+        self.bounces += other.bounces
+        self.duration_us += other.duration_us
+        self.visit_page_views += other.visit_page_views
+        return self
+
+
+def ratio(numerator: float, denominator: float, scale: float = 1.0) -> float:
+    return round(numerator * scale / denominator, 2) if denominator else 0.0
+
+
+def average_minor_units(total: int, n: int) -> int:
+    """Mean in whole minor units, halves rounded up."""
+    return (2 * total + n) // (2 * n)
+
+
+def _aov(t: Tally) -> dict:
+    return {cur: average_minor_units(t.revenue[cur], n) for cur, n in sorted(t.orders.items()) if n}
+
+
+# Metric name → function of a merged Tally. The query registry adds docs to these.
+FINALIZERS = {
+    "page_views": lambda t: t.page_views,
+    "unique_visitors": lambda t: t.visitors.count(),
+    "events": lambda t: t.events,
+    "visits": lambda t: t.visits,
+    "bounce_rate": lambda t: ratio(t.bounces, t.visits, 100),
+    "visit_duration": lambda t: ratio(t.duration_us, t.visits, 1e-6),
+    "views_per_visit": lambda t: ratio(t.visit_page_views, t.visits),
+    "purchases": lambda t: t.purchases,
+    "revenue": lambda t: {cur: t.revenue[cur] for cur in sorted(t.revenue)},
+    "average_order_value": _aov,
+    "conversion_rate": lambda t: ratio(t.buyers.count(), t.visitors.count(), 100),
+}
