@@ -196,7 +196,9 @@ SOURCE_ALIASES = {
     "fb": "Facebook", "ig": "Instagram", "x": "Twitter", "tw": "Twitter", "hn": "Hacker News",
     "yt": "YouTube", "li": "LinkedIn", "newsletter": "Newsletter", "email": "Email",
 }
-_SOURCE_BY_NAME = {name.lower(): name for name in [*SOURCE_BY_BRAND.values(), *SOURCE_BY_DOMAIN.values()]}
+_KNOWN_NAMES = [*SOURCE_BY_BRAND.values(), *SOURCE_BY_DOMAIN.values()]
+_SOURCE_BY_NAME = {name.lower().replace(" ", ""): name for name in _KNOWN_NAMES}
+_SOURCE_BY_NAME.update({name.lower(): name for name in _KNOWN_NAMES})
 _SOURCE_BY_NAME.update({brand: name for brand, name in SOURCE_BY_BRAND.items()})
 _SOURCE_BY_NAME.update(SOURCE_ALIASES)
 
