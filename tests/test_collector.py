@@ -296,7 +296,8 @@ def test_no_other_api_endpoint_has_cors(api, cast, method, path):
 
 def _text_values():
     for model in apps.get_models():
-        text_fields = [f.attname for f in model._meta.concrete_fields if isinstance(f, (models.CharField, models.TextField, models.JSONField))]
+        text_types = (models.CharField, models.TextField, models.JSONField)
+        text_fields = [f.attname for f in model._meta.concrete_fields if isinstance(f, text_types)]
         if text_fields:
             for row in model.objects.values_list(*text_fields):
                 yield from (json.dumps(v) if not isinstance(v, str) else v for v in row)

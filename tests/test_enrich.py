@@ -75,7 +75,7 @@ def test_country_from_ip(ip, country):
     ("https://example.com/", "/"),
     ("https://example.com/pricing?plan=pro&email=a@b.c", "/pricing"),
     ("https://example.com/p?utm_source=hn&token=secret&ref=producthunt", "/p?utm_source=hn&ref=producthunt"),
-    ("https://example.com/p?utm_campaign=launch&utm_term=x&utm_content=y&utm_medium=social", "/p?utm_campaign=launch&utm_term=x&utm_content=y&utm_medium=social"),
+    ("https://example.com/p?utm_campaign=go&utm_term=x&utm_medium=social", "/p?utm_campaign=go&utm_term=x&utm_medium=social"),
     ("https://example.com/docs#install", "/docs"),
     ("http://EXAMPLE.com:8080/a/b/", "/a/b/"),
 ])

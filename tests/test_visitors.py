@@ -94,7 +94,8 @@ def test_returning_on_another_day_counts_again_in_analytics(cast, api):
     page_view(at("2026-03-01T10:00"))
     page_view(at("2026-03-01T15:00"))
     page_view(at("2026-03-02T10:00"))
-    response = api.get("/api/v1/analytics", {"start_date": "2026-03-01", "end_date": "2026-03-02", "metrics": "page_views,unique_visitors"})
+    two_days = {"start_date": "2026-03-01", "end_date": "2026-03-02", "metrics": "page_views,unique_visitors"}
+    response = api.get("/api/v1/analytics", two_days)
     assert response.json()["data"] == {"page_views": 3, "unique_visitors": 2}
     one_day = api.get("/api/v1/analytics", {"start_date": "2026-03-01", "end_date": "2026-03-01", "metrics": "unique_visitors"})
     assert one_day.json()["data"] == {"unique_visitors": 1}
