@@ -50,6 +50,7 @@ def summarize(query: Query, tallies: dict) -> dict:
         ]
     if query.breakdown is not None:
         rows = [(value, metrics_of(query, tally)) for value, tally in per_value.items()]
+        rows = [(value, metrics) for value, metrics in rows if any(metrics.values())]  # nothing to show
         first = query.metrics[0]
         rows.sort(key=lambda r: (-_sort_key(r[1][first]), r[0]))
         out["breakdown"] = [{"value": value or None, **metrics} for value, metrics in rows[: query.limit]]
