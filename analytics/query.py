@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from django.db.models import CharField, F, Value
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Cast, Coalesce, Concat
 from django.utils import timezone
 
 from accounts.models import Site
@@ -37,6 +37,7 @@ MAX_HOURLY_DAYS = 31
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 MAX_FILTERS = 10
+PAIR_SEPARATOR = "\x1f"
 SESSION_GAP = timedelta(minutes=30)
 VISIT_WINDOW = timedelta(hours=2)
 REFERENCE_PARAMS = {"start_date", "end_date", "metrics"}
@@ -82,9 +83,15 @@ class Dimension:
     column: str | None  # an Event column; None for metadata and session dimensions
     scope: str = "event"  # "session": a property of the visit (entry/exit page)
     metadata_key: str | None = None
+    parts: tuple = ()  # rollup pairs: the values of several dimensions joined by PAIR_SEPARATOR
 
     def expression(self):
         """The ORM expression of the value; never NULL (missing metadata is '')."""
+        if self.parts:
+            pieces = []
+            for part in self.parts:
+                pieces += [part.expression(), Value(PAIR_SEPARATOR)]
+            return Concat(*pieces[:-1], output_field=CharField())
         if self.metadata_key is not None:
             return Coalesce(Cast(KeyTextTransform(self.metadata_key, "metadata"), CharField()), Value(""))
         return F(self.column)

@@ -58,14 +58,19 @@ def _with_filter_aliases(qs, filters):
 
 def scan(query: Query, start: datetime, end: datetime, grain: str | None, dimension: Dimension | None) -> dict:
     """Tallies of the raw events in [start, end) for (bucket, ALL) and, with a dimension, (bucket, value)."""
+    tallies = scan_many(query, start, end, grain, [dimension] if dimension is not None else [], set(query.metrics))
+    return {(bucket, value if value is ALL else value[1]): t for (bucket, value), t in tallies.items()}
+
+
+def scan_many(query: Query, start: datetime, end: datetime, grain, dimensions: list, wanted: set) -> dict:
+    """Tallies keyed (bucket, ALL) and (bucket, (dimension name, value)) for several dimensions at once."""
     tallies = defaultdict(Tally)
-    wanted = set(query.metrics)
-    groupings = [None] if dimension is None else [None, dimension]
     if wanted - SESSION_METRICS:
-        for dim in groupings:
-            _scan_events(query, start, end, grain, dim, wanted, tallies)
+        for dim in [None, *dimensions]:
+            if dim is None or dim.scope == "event":
+                _scan_events(query, start, end, grain, dim, wanted, tallies)
     if wanted & SESSION_METRICS:
-        _scan_visits(query, start, end, grain, dimension, tallies)
+        _scan_visits(query, start, end, grain, dimensions, tallies)
     return tallies
 
 
@@ -84,7 +89,7 @@ def _grouped(query, start, end, grain, dim):
 
 def _key(row, grain, dim):
     bucket = buckets.from_db(row["_b"]) if grain is not None else None
-    return bucket, (row["_v"] if dim is not None else ALL)
+    return bucket, ((dim.name, row["_v"]) if dim is not None else ALL)
 
 
 def _scan_events(query, start, end, grain, dim, wanted, tallies):
@@ -134,7 +139,7 @@ class _Visit:
         self.entry = self.exit = ""
 
 
-def _scan_visits(query: Query, start, end, grain, dimension, tallies):
+def _scan_visits(query: Query, start, end, grain, dimensions, tallies):
     """Visits starting in [start, end), measured over their first VISIT_WINDOW.
 
     Sessions follow the 30-minute rule, so a session with an event before ``start`` has
@@ -171,21 +176,21 @@ def _scan_visits(query: Query, start, end, grain, dimension, tallies):
     visits = {sid: v for sid, v in visits.items() if v.matched}
     if not visits:
         return
-    needs_pages = query.session_filters or (dimension is not None and dimension.scope == "session")
+    needs_pages = query.session_filters or any(d.scope == "session" for d in dimensions)
     if needs_pages:
         _entry_and_exit(window, visits)
         visits = {sid: v for sid, v in visits.items() if all(f.matches(_session_value(v, f.dimension)) for f in query.session_filters)}
-    if dimension is not None:
+    for dimension in dimensions:
         if dimension.scope == "session":
             for v in visits.values():
-                v.values.add(_session_value(v, dimension))
+                v.values.add((dimension.name, _session_value(v, dimension)))
         else:
             pairs = filter_events(window, event_filters).annotate(_v=dimension.expression())
             pairs = pairs.values("session", "_v").annotate(t=Min("occurred_at")).order_by()
             for row in pairs:
                 v = visits.get(row["session"])
                 if v is not None and row["t"] < v.first + VISIT_WINDOW:
-                    v.values.add(row["_v"])
+                    v.values.add((dimension.name, row["_v"]))
     tz = query.tz
     for v in visits.values():
         bucket = buckets.bucket_of(v.first, grain, tz) if grain is not None else None
