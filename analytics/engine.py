@@ -58,8 +58,9 @@ def summarize(query: Query, tallies: dict) -> dict:
 
 
 def evaluate(query: Query) -> dict:
-    from .rollups import collect
+    from .rollups import collect, prepare
 
+    prepare(query)
     with _statement_timeout():
         result = summarize(query, collect(query))
         body = {"data": result["data"], "period": _period(query)}

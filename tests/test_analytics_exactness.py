@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from accounts.keys import create_api_key
 from accounts.models import Site
+from analytics.models import RolledBucket, Rollup
 from events.models import Event
 from tests.conftest import Api
 
@@ -289,6 +290,8 @@ def sites(cast, settings):
 @given(visits=st.lists(visit(), max_size=12), q=query(), which=st.integers(0, 2), rolled=st.booleans())
 def test_api_equals_brute_force(sites, visits, q, which, rolled):
     Event.objects.all().delete()
+    Rollup.objects.all().delete()
+    RolledBucket.objects.all().delete()
     session_ids = iter(range(1000, 10_000))
     rows = []
     for events, with_session in visits:
