@@ -400,3 +400,14 @@ def test_tracking_script_is_served_cacheable_and_cross_origin(client):
     assert b"api/v1/collect" in plain.content and "Content-Encoding" not in plain
     again = client.get("/js/script.js", HTTP_IF_NONE_MATCH=plain["ETag"])
     assert again.status_code == 304
+
+
+def test_simultaneous_first_hits_of_a_visitor_share_a_session(cast):
+    # A page view and a custom event fired with it, handled by two workers that cannot see each other.
+    from events.sessions import assign_session
+
+    now = timezone.now().replace(minute=10)
+    first = assign_session(site_id=cast.site.pk, visitor=42, occurred_at=now)
+    second = assign_session(site_id=cast.site.pk, visitor=42, occurred_at=now + timedelta(milliseconds=3))
+    assert first == second
+    assert assign_session(site_id=cast.site.pk, visitor=43, occurred_at=now)[1] != first[1]
