@@ -11,6 +11,7 @@ share an id. Only simultaneous first hits straddling a slot boundary split a vis
 """
 
 import hashlib
+import secrets
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -27,8 +28,13 @@ def _session_key(secret: str) -> bytes:
     return hashlib.sha256(b"infinity-session:" + secret.encode()).digest()
 
 
-def new_session_id(*, visitor: int, started_at: datetime) -> int:
-    """A non-negative 63-bit id for the session of ``visitor`` starting at ``started_at``."""
+def new_session_id(*, visitor: int | None = None, started_at: datetime | None = None) -> int:
+    """A non-negative 63-bit id for the session of ``visitor`` starting at ``started_at``.
+
+    Without both, a random id (callers that serialise their own writes need no derivation).
+    """
+    if visitor is None or started_at is None:
+        return secrets.randbits(63)
     slot = int(started_at.timestamp() // SESSION_GAP.total_seconds())
     return hash_to_int64(_session_key(settings.SECRET_KEY), f"{visitor}:{slot}".encode()) & (2**63 - 1)
 
