@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.response import Response
 
 from accounts.models import SCOPE_EVENTS_WRITE
@@ -12,43 +12,49 @@ from .openapi import EVENT_EXAMPLES, PURCHASE_EXAMPLES, EventAccepted
 from .serializers import EventIn, PurchaseIn
 
 
-class EventView(ApiView):
+def _send_schema(operation_id, summary, description, request, examples):
+    return extend_schema_view(
+        post=extend_schema(
+            operation_id=operation_id,
+            summary=summary,
+            description=description,
+            request=request,
+            responses={201: EventAccepted, **ERROR_RESPONSES},
+            examples=examples,
+            parameters=RATE_LIMIT_HEADERS,
+            tags=["Events"],
+        )
+    )
+
+
+class _SendView(ApiView):
+    """Validate one body with ``input``, store it with ``ingest``, answer with its public id."""
+
     permission_classes = [HasScope(SCOPE_EVENTS_WRITE)]
     throttle_classes = [EventsThrottle]
+    input = None
+    ingest = None
 
-    @extend_schema(
-        operation_id="send_event",
-        summary="Send Event",
-        description="Send a custom event to your analytics.",
-        request=EventIn,
-        responses={201: EventAccepted, **ERROR_RESPONSES},
-        examples=EVENT_EXAMPLES,
-        parameters=RATE_LIMIT_HEADERS,
-        tags=["Events"],
-    )
     def post(self, request):
-        data = EventIn(data=request.data)
+        data = self.input(data=request.data)
         data.is_valid(raise_exception=True)
-        event = ingest_event(site=request.auth.site, **data.validated_data)
+        event = type(self).ingest(site=request.auth.site, **data.validated_data)
         return Response({"success": True, "event_id": event.public_id}, status=201)
 
 
-class PurchaseView(ApiView):
-    permission_classes = [HasScope(SCOPE_EVENTS_WRITE)]
-    throttle_classes = [EventsThrottle]
+@_send_schema("send_event", "Send Event", "Send a custom event to your analytics.", EventIn, EVENT_EXAMPLES)
+class EventView(_SendView):
+    input = EventIn
+    ingest = ingest_event
 
-    @extend_schema(
-        operation_id="send_purchase",
-        summary="Send Purchase Event",
-        description="Track revenue events through the API. `price` is the unit price in minor units of `currency`.",
-        request=PurchaseIn,
-        responses={201: EventAccepted, **ERROR_RESPONSES},
-        examples=PURCHASE_EXAMPLES,
-        parameters=RATE_LIMIT_HEADERS,
-        tags=["Events"],
-    )
-    def post(self, request):
-        data = PurchaseIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        event = ingest_purchase(site=request.auth.site, **data.validated_data)
-        return Response({"success": True, "event_id": event.public_id}, status=201)
+
+@_send_schema(
+    "send_purchase",
+    "Send Purchase Event",
+    "Track revenue events through the API. `price` is the unit price in minor units of `currency`.",
+    PurchaseIn,
+    PURCHASE_EXAMPLES,
+)
+class PurchaseView(_SendView):
+    input = PurchaseIn
+    ingest = ingest_purchase
