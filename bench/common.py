@@ -1,0 +1,60 @@
+"""Shared pieces of the benchmark commands: database and key setup, printing."""
+
+import os
+import uuid
+
+from bench import env
+
+
+def prepare_database(db: str | None, *, default: str, migrate: bool = True):
+    """Point DATABASE_URL at ``db`` (created if missing), set up Django, migrate."""
+    url = env.database_url(db or os.environ.get("DATABASE_URL") or default)
+    os.environ["DATABASE_URL"] = url
+    env.ensure_postgres_database(url)
+    env.setup_django()
+    if migrate:
+        from django.core.management import call_command
+
+        call_command("migrate", interactive=False, verbosity=0)
+    return url
+
+
+def bench_site_and_key(domain: str):
+    """A site (created if missing) and a fresh full-scope key for it → (site, raw key)."""
+    from accounts.keys import create_api_key
+    from accounts.models import Site
+
+    site, _ = Site.objects.get_or_create(domain=domain, defaults={"name": domain})
+    _, raw = create_api_key(site=site, name="bench")
+    return site, raw
+
+
+def server_env(**extra) -> dict:
+    """Environment for the server under test: same database and SECRET_KEY, Redis throttles."""
+    out = {
+        "DATABASE_URL": os.environ["DATABASE_URL"],
+        "SECRET_KEY": os.environ["SECRET_KEY"],
+        "ALLOWED_HOSTS": os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost"),
+        "REDIS_URL": os.environ.get("REDIS_URL", env.DEFAULT_REDIS),
+        "RATELIMIT_KEY_PREFIX": f"bench:{uuid.uuid4().hex[:8]}",
+        "DEBUG": "false",
+        "LOG_LEVEL": "ERROR",
+    }
+    out.update({k: str(v) for k, v in extra.items()})
+    return out
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def machine() -> str:
+    import platform
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"

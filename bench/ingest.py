@@ -1,0 +1,111 @@
+"""Ingestion benchmark: ``POST /api/v1/events`` against a bare Django view, in one run.
+
+    python -m bench ingest [--db bench_ingest] [--duration 30] [--connections 32]
+                           [--server gunicorn|gunicorn:gthread|granian] [--workers 2] [--threads 4]
+
+Starts the app (PostgreSQL from ``--db``/DATABASE_URL, Redis throttles from REDIS_URL,
+default redis://127.0.0.1:6379/0, the events limit raised for the run), warms it up, then
+drives ``--connections`` concurrent keep-alive clients for ``--duration`` seconds at:
+1. ``/bench/bare`` — a Django view through the same middleware, no DRF, no database;
+2. ``/api/v1/events`` — the reference event with a varying visitor and metadata.
+It prints requests/s, p50/p99 and errors for both, the ratio, and checks that the rows
+stored under the run's event name equal the acknowledged (201) responses.
+Targets (issue 4): ≥ 60 % of the baseline, p99 ≤ 50 ms, 0 errors.
+"""
+
+import argparse
+import json
+import sys
+import time
+import uuid
+
+from bench.client import build_request, run_load
+from bench.common import bench_site_and_key, machine, ms, prepare_database, server_env
+from bench.servers import running_server
+
+TARGET_RATIO = 0.60
+TARGET_P99 = 0.050
+
+
+def event_requests(raw_key: str, name: str, *, visitors: int, host: str = "127.0.0.1"):
+    headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
+
+    def make(seq: int) -> bytes:
+        body = {
+            "event_name": name,
+            "metadata": {"plan": ("free", "pro", "business")[seq % 3], "seq": seq},
+            "visitor_id": f"visitor-{seq % visitors}",
+        }
+        return build_request("POST", "/api/v1/events", host, headers, json.dumps(body).encode())
+
+    return make
+
+
+def bare_requests(host: str = "127.0.0.1"):
+    body = json.dumps({"event_name": "user_signup", "metadata": {"plan": "pro", "seq": 0}, "visitor_id": "v"}).encode()
+    payload = build_request("POST", "/bench/bare", host, {"Content-Type": "application/json"}, body)
+    return lambda seq: payload
+
+
+def line(label: str, result, unit: str) -> str:
+    return (
+        f"{label:<34} {result.rate:>9,.0f} {unit:<9} p50 {ms(result.percentile(50)):>9}  p99 {ms(result.percentile(99)):>9}  "
+        f"errors {result.errors}  ({result.completed:,} in {result.duration:.1f} s; client CPU {result.client_cpu:.1f} s)"
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", help="PostgreSQL database (name or URL); default DATABASE_URL or bench_ingest")
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--server", default="gunicorn")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--visitors", type=int, default=20000, help="distinct visitor_ids cycled through")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    if not 0 < args.duration <= 600 or not 0 < args.connections <= 256:
+        raise SystemExit("--duration must be in (0, 600] s and --connections in (0, 256]")
+
+    prepare_database(args.db, default="bench_ingest")
+    from django.db import connection
+
+    from events.models import Event
+
+    site, raw_key = bench_site_and_key("ingest.bench.example.com")
+    run = f"bench-ingest-{uuid.uuid4().hex[:10]}"
+    env = server_env(RATE_LIMIT_EVENTS=10**9, RATE_LIMIT_ANON=10**9)
+    print(f"machine: {machine()}")
+    print(f"server: {args.server}, {args.workers} workers"
+          + (f" x {args.threads} threads" if args.server != "gunicorn" else "")
+          + f"; PostgreSQL {connection.settings_dict['NAME']} ({Event.objects.filter(site=site).count():,} events of this site); "
+          + f"Redis throttles; {args.connections} connections x {args.duration:.0f} s")  # fmt: skip
+    connection.close()  # the harness holds no connection while measuring
+    with running_server(server=args.server, workers=args.workers, threads=args.threads, env=env) as base:
+        run_load(base, bare_requests(), connections=args.connections, duration=args.warmup / 2)
+        run_load(base, event_requests(raw_key, f"{run}-warmup", visitors=args.visitors), connections=args.connections,
+                 duration=args.warmup / 2)  # fmt: skip
+        baseline = run_load(base, bare_requests(), connections=args.connections, duration=args.duration)
+        started = time.time()
+        ingest = run_load(base, event_requests(raw_key, run, visitors=args.visitors), connections=args.connections,
+                          duration=args.duration)  # fmt: skip
+    stored = Event.objects.filter(site=site, name=run).count()
+    acknowledged = ingest.statuses.get(201, 0)
+    ratio = ingest.rate / baseline.rate if baseline.rate else 0.0
+    print(line("baseline: bare Django view", baseline, "req/s"))
+    print(line("ingest: POST /api/v1/events", ingest, "events/s"))
+    print(f"stored rows {stored:,} vs acknowledged {acknowledged:,}: {'equal' if stored == acknowledged else 'MISMATCH'}"
+          f" (statuses {dict(sorted(ingest.statuses.items()))}, run {run}, started {time.strftime('%H:%M:%S', time.gmtime(started))} UTC)")  # fmt: skip
+    verdicts = [
+        (f"ratio {ratio:.0%} (target ≥ {TARGET_RATIO:.0%})", ratio >= TARGET_RATIO),
+        (f"p99 {ms(ingest.percentile(99))} (target ≤ {ms(TARGET_P99)})", ingest.percentile(99) <= TARGET_P99),
+        (f"errors {ingest.errors} (target 0)", ingest.errors == 0),
+        ("stored == acknowledged", stored == acknowledged),
+    ]
+    print("; ".join(f"{text} {'ok' if good else 'MISSED'}" for text, good in verdicts))
+    return 0 if all(good for _, good in verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

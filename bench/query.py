@@ -1,0 +1,176 @@
+"""Query benchmark over HTTP: five analytics questions at N = 1M and N = 10M, plus freshness.
+
+    python -m bench query [--dbs bench_1m,bench_10m] [--runs 40] [--server gunicorn] [--workers 2]
+
+Each database must have been filled by ``python -m bench generate`` (the queries read its
+main site, bench.example.com). For each database the harness starts the app with a fresh
+key, warms each query up, then times ``--runs`` sequential requests of each and prints the
+median and p95; with two databases it prints p95(second)/p95(first). Queries (dates in the
+site's timezone, relative to today):
+
+- totals:   30 days, page_views,unique_visitors,events
+- series:   90 days, interval=day, page_views,unique_visitors
+- pages:    30 days, breakdown=page&limit=10
+- sources:  30 days, breakdown=source, filters=country==DE
+- plans:    30 days, breakdown=metadata.plan, filters=event_name==signup, metrics=events
+
+Freshness: posts an event with a unique name, then polls the analytics API (filtered on
+that name, today) until it is counted, printing the delay.
+Targets (issue 4, N = 10M): totals and series p95 ≤ 50 ms; breakdowns and filtered
+queries p95 ≤ 150 ms; p95(10M)/p95(1M) ≤ 1.5; freshness ≤ 1 s.
+"""
+
+import argparse
+import json
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from bench.client import build_request, median, run_load
+from bench.common import machine, ms, server_env
+from bench.servers import running_server
+
+QUERIES = [  # name, days, params, p95 target (s)
+    ("totals 30d", 30, {"metrics": "page_views,unique_visitors,events"}, 0.050),
+    ("series 90d by day", 90, {"metrics": "page_views,unique_visitors", "interval": "day"}, 0.050),
+    ("top 10 pages", 30, {"metrics": "page_views,unique_visitors", "breakdown": "page", "limit": "10"}, 0.150),
+    ("sources where country==DE", 30, {"metrics": "unique_visitors,page_views", "breakdown": "source", "filters": "country==DE"}, 0.150),
+    ("metadata.plan of signup", 30, {"metrics": "events,unique_visitors", "breakdown": "metadata.plan", "filters": "event_name==signup"}, 0.150),
+]  # fmt: skip
+TARGET_GROWTH = 1.5
+TARGET_FRESHNESS = 1.0
+MAIN_SITE = "bench.example.com"
+
+
+def query_path(days: int, params: dict, today) -> str:
+    full = {"start_date": (today - timedelta(days=days - 1)).isoformat(), "end_date": today.isoformat(), **params}
+    return "/api/v1/analytics?" + urllib.parse.urlencode(full)
+
+
+def site_and_key(db: str):
+    """Connect Django to ``db`` and make a fresh key for the main site there."""
+    from django.db import connections
+
+    from bench.env import database_url
+    from bench.generate import MAIN_SITE as GENERATED_MAIN
+
+    connections.close_all()
+    settings_dict = connections.databases["default"]
+    from infinity.settings import database_from_url
+
+    settings_dict.update(database_from_url(database_url(db)))
+    from accounts.keys import create_api_key
+    from accounts.models import Site
+
+    site = Site.objects.get(domain=GENERATED_MAIN)
+    _, raw = create_api_key(site=site, name="bench-query")
+    from events.models import Event
+
+    count = Event.objects.count()
+    connections.close_all()
+    return site, raw, count
+
+
+def measure(base, raw_key, runs: int, today) -> dict:
+    headers = {"Authorization": f"Bearer {raw_key}"}
+    out = {}
+    for name, days, params, _target in QUERIES:
+        path = query_path(days, params, today)
+        request = build_request("GET", path, "127.0.0.1", headers)
+        with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=60) as response:
+            sample = json.loads(response.read())
+        run_load(base, lambda seq, r=request: r, connections=1, duration=60, max_requests=3)  # warm-up
+        result = run_load(base, lambda seq, r=request: r, connections=1, duration=120, max_requests=runs)
+        out[name] = (result, sample)
+    return out
+
+
+def freshness(base, raw_key, *, timeout=10.0) -> float:
+    """Seconds from an acknowledged POST /events to the analytics API counting it."""
+    name = f"fresh-{uuid.uuid4().hex[:12]}"
+    headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
+    today = datetime.now(UTC).date().isoformat()
+    query = (
+        base
+        + "/api/v1/analytics?"
+        + urllib.parse.urlencode({"start_date": today, "end_date": today, "metrics": "events", "filters": f"event_name=={name}"})
+    )
+    body = json.dumps({"event_name": name, "visitor_id": "freshness"}).encode()
+    post = urllib.request.Request(base + "/api/v1/events", data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(post, timeout=10) as response:
+        assert response.status == 201
+    acknowledged = time.perf_counter()
+    while time.perf_counter() - acknowledged < timeout:
+        with urllib.request.urlopen(urllib.request.Request(query, headers=headers), timeout=10) as response:
+            if json.loads(response.read())["data"]["events"] >= 1:
+                return time.perf_counter() - acknowledged
+        time.sleep(0.01)
+    return float("inf")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench query", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dbs", default="bench_1m,bench_10m", help="comma-separated databases filled by bench generate")
+    parser.add_argument("--runs", type=int, default=40, help="timed requests per query")
+    parser.add_argument("--server", default="gunicorn")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args(argv)
+    if not 0 < args.runs <= 1000:
+        raise SystemExit("--runs must be in (0, 1000]")
+    dbs = [db.strip() for db in args.dbs.split(",") if db.strip()]
+
+    import os
+
+    from bench import env
+
+    os.environ["DATABASE_URL"] = env.database_url(dbs[0])
+    env.setup_django()
+    print(f"machine: {machine()}")
+    print(f"server: {args.server}, {args.workers} workers; 1 client, {args.runs} timed runs per query after 3 warm-up runs")
+    today = datetime.now(UTC).date()
+    results = {}
+    for db in dbs:
+        site, raw, count = site_and_key(db)
+        server = server_env(DATABASE_URL=env.database_url(db), RATE_LIMIT_ANALYTICS=10**9, RATE_LIMIT_EVENTS=10**9)
+        with running_server(server=args.server, workers=args.workers, threads=args.threads, env=server) as base:
+            measured = measure(base, raw, args.runs, today)
+            fresh = freshness(base, raw)
+        results[db] = (count, measured, fresh)
+        print(f"\n{db}: {count:,} events in the database ({site.domain} is site {site.pk})")
+        for name, (result, sample) in measured.items():
+            first = {k: v for k, v in sample.get("data", {}).items()}
+            print(f"  {name:<28} median {ms(median(result.latencies)):>9}  p95 {ms(result.percentile(95)):>9}  "
+                  f"errors {result.errors}  data {json.dumps(first)[:80]}")  # fmt: skip
+        print(f"  freshness: an acknowledged event was counted after {ms(fresh)} (target ≤ {TARGET_FRESHNESS:.0f} s)")
+
+    ok = True
+    last = dbs[-1]
+    print(f"\nsummary (p95; targets at {last}):")
+    header = f"  {'query':<28}" + "".join(f"{db:>14}" for db in dbs) + ("   growth" if len(dbs) > 1 else "")
+    print(header)
+    for name, _days, _params, target in QUERIES:
+        p95s = [results[db][1][name][0].percentile(95) for db in dbs]
+        errors = sum(results[db][1][name][0].errors for db in dbs)
+        growth = p95s[-1] / p95s[0] if len(dbs) > 1 and p95s[0] else None
+        good = p95s[-1] <= target and errors == 0 and (growth is None or growth <= TARGET_GROWTH)
+        ok &= good
+        text = f"  {name:<28}" + "".join(f"{ms(p):>14}" for p in p95s)
+        if growth is not None:
+            text += f"   {growth:5.2f}x"
+        print(
+            text
+            + f"   target ≤ {ms(target)}"
+            + (f", ≤ {TARGET_GROWTH}x" if growth is not None else "")
+            + f"  {'ok' if good else 'MISSED'}"
+        )
+    fresh_ok = all(results[db][2] <= TARGET_FRESHNESS for db in dbs)
+    print("  freshness " + ", ".join(f"{db} {ms(results[db][2])}" for db in dbs) + f"  {'ok' if fresh_ok else 'MISSED'}")
+    return 0 if ok and fresh_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Start and stop the servers a benchmark measures: loopback only, always stopped."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from bench.env import ROOT
+
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_command(server: str, port: int, workers: int, threads: int) -> list[str]:
+    bind = f"127.0.0.1:{port}"
+    if server == "granian":
+        return [os.path.join(VENV_BIN, "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", str(workers), "--blocking-threads", str(threads), "--backpressure", str(max(threads, 8)),
+                "--log-level", "warning", "--no-ws", "infinity.wsgi:application"]  # fmt: skip
+    if server.startswith("gunicorn"):
+        worker_class = server.partition(":")[2] or "sync"
+        command = [os.path.join(VENV_BIN, "gunicorn"), "infinity.wsgi:application", "--bind", bind, "--workers", str(workers),
+                   "--worker-class", worker_class, "--log-level", "warning", "--backlog", "2048"]  # fmt: skip
+        if worker_class == "gthread":
+            command += ["--threads", str(threads)]
+        return command
+    raise SystemExit(f"unknown server {server!r}: gunicorn, gunicorn:gthread or granian")
+
+
+@contextlib.contextmanager
+def running_server(*, server="gunicorn", workers=2, threads=4, env=None, ready_path="/bench/bare", timeout=30):
+    """Start the app under ``server`` on a free loopback port; yield its base URL; stop it."""
+    port = free_port()
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    full_env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen(server_command(server, port, workers, threads), cwd=ROOT, env=full_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"{server} exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                urllib.request.urlopen(base + ready_path, timeout=2).read()
+                break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{server} did not start within {timeout} s")
+                time.sleep(0.2)
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers: a group we started
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
