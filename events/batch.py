@@ -31,6 +31,7 @@ from infinity.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS
 from infinity.throttling import EventsThrottle
 
 from .ingest import BATCH_EVENT, BATCH_PURCHASE, ingest_batch
+from .models import Event
 from .serializers import MAX_BATCH_ITEMS, BatchIn, EventIn, PurchaseIn
 
 MAX_BATCH_BODY_BYTES = 1024 * 1024
@@ -168,7 +169,7 @@ class BatchView(ApiView):
         batch.is_valid(raise_exception=True)
         valid, errors = validate_items(batch.validated_data["events"], now=timezone.now())
         stored = ingest_batch(site=request.auth.site, items=[(kind, data) for _, kind, data in valid]) if valid else []
-        event_ids = {index: event.public_id for (index, _, _), event in zip(valid, stored, strict=True)}
+        event_ids = {index: f"{Event.PUBLIC_PREFIX}{pk}" for (index, _, _), pk in zip(valid, stored, strict=True)}
         results = []
         for index in range(len(batch.validated_data["events"])):
             if index in event_ids:

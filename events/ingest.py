@@ -75,72 +75,181 @@ def ingest_purchase(
 
 
 # --- Batches (POST /api/v1/events/batch) ---------------------------------------------
+#
+# A batch is stored in one transaction. On PostgreSQL the rows go through COPY with ids
+# taken from the table's sequence beforehand (so each item still gets its event_id), and
+# sessions come from one LATERAL query for the whole batch; other databases use
+# bulk_create. Either way sessions follow ``assign_session``'s rule item by item.
 
 BATCH_EVENT = "event"
 BATCH_PURCHASE = "purchase"
 
+_NEARBY_SQL = """
+SELECT b.i, e.occurred_at, e.session
+FROM unnest(%s::bigint[], %s::timestamptz[]) WITH ORDINALITY AS b(visitor, at, i)
+CROSS JOIN LATERAL (
+    SELECT occurred_at, session FROM {table}
+    WHERE site_id = %s AND visitor = b.visitor AND session IS NOT NULL
+      AND occurred_at > b.at - interval '30 minutes' AND occurred_at < b.at + interval '30 minutes'
+    ORDER BY occurred_at DESC LIMIT 1
+) e
+"""
 
-def _assign_sessions_bulk(site_id: int, rows: list[Event]) -> None:
-    """Sessions for a batch with one query, equal to calling ``assign_session`` item by item.
 
-    Each row (in time order) joins the latest event of the same visitor within 30 minutes
-    either side — stored already or earlier in this batch — or starts a new session.
+def _stored_nearby(site_id: int, rows: list[dict]) -> dict[int, tuple]:
+    """For each row (by index in ``rows``), the latest stored event of its visitor within
+    30 minutes either side, as (occurred_at, session)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(
+                _NEARBY_SQL.format(table=Event._meta.db_table),
+                # Array literals: much cheaper than adapting 500 Python values one by one.
+                [
+                    "{" + ",".join([str(r["visitor"]) for r in rows]) + "}",
+                    "{" + ",".join([r["occurred_at"].isoformat() for r in rows]) + "}",
+                    site_id,
+                ],
+            )
+            return {i - 1: (occurred_at, session) for i, occurred_at, session in cur.fetchall()}
+    from .sessions import SESSION_GAP
+
+    times = [r["occurred_at"] for r in rows]
+    stored: dict[int, list] = {}
+    for visitor, occurred_at, session in Event.objects.filter(
+        site_id=site_id,
+        visitor__in={r["visitor"] for r in rows},
+        occurred_at__gt=min(times) - SESSION_GAP,
+        occurred_at__lt=max(times) + SESSION_GAP,
+        session__isnull=False,
+    ).values_list("visitor", "occurred_at", "session"):
+        stored.setdefault(visitor, []).append((occurred_at, session))
+    out = {}
+    for i, r in enumerate(rows):
+        near = [e for e in stored.get(r["visitor"], ()) if abs(e[0] - r["occurred_at"]) < SESSION_GAP]
+        if near:
+            out[i] = max(near, key=lambda e: e[0])
+    return out
+
+
+def _assign_sessions_bulk(site_id: int, rows: list[dict]) -> None:
+    """Sessions for a batch, equal to ``assign_session`` applied item by item in time order.
+
+    Each row joins the latest event of its visitor within 30 minutes either side — stored
+    already or earlier in this batch — or starts a session (id from ``new_session_id``).
     """
     from bisect import bisect_left, insort
 
     from .sessions import SESSION_GAP, new_session_id
 
-    with_visitor = [row for row in rows if row.visitor is not None]
+    with_visitor = [row for row in rows if row["visitor"] is not None]
     if not with_visitor:
         return
-    times = [row.occurred_at for row in with_visitor]
-    known: dict[int, list] = {}  # visitor → sorted [(occurred_at, session)]
-    for visitor, occurred_at, session in Event.objects.filter(
-        site_id=site_id,
-        visitor__in={row.visitor for row in with_visitor},
-        occurred_at__gt=min(times) - SESSION_GAP,
-        occurred_at__lt=max(times) + SESSION_GAP,
-        session__isnull=False,
-    ).values_list("visitor", "occurred_at", "session"):
-        known.setdefault(visitor, []).append((occurred_at, session))
-    for events in known.values():
-        events.sort(key=lambda pair: pair[0])
-    for row in sorted(with_visitor, key=lambda r: r.occurred_at):
-        events = known.setdefault(row.visitor, [])
-        keys = [t for t, _ in events]
-        # The latest event strictly before occurred_at + gap, if it is after occurred_at - gap.
-        i = bisect_left(keys, row.occurred_at + SESSION_GAP) - 1
-        if i >= 0 and events[i][0] > row.occurred_at - SESSION_GAP:
-            row.session = events[i][1]
-        else:
-            row.session = new_session_id()
-        insort(events, (row.occurred_at, row.session), key=lambda pair: pair[0])
+    stored = _stored_nearby(site_id, with_visitor)
+    assigned: dict[int, list] = {}  # visitor → sorted [(occurred_at, session)] of this batch
+    for index in sorted(range(len(with_visitor)), key=lambda k: with_visitor[k]["occurred_at"]):
+        row = with_visitor[index]
+        at = row["occurred_at"]
+        best = stored.get(index)
+        events = assigned.setdefault(row["visitor"], [])
+        i = bisect_left(events, at + SESSION_GAP, key=lambda pair: pair[0]) - 1
+        if i >= 0 and events[i][0] > at - SESSION_GAP and (best is None or events[i][0] >= best[0]):
+            best = events[i]
+        row["session"] = best[1] if best else new_session_id(visitor=row["visitor"], started_at=at)
+        insort(events, (at, row["session"]), key=lambda pair: pair[0])
 
 
-def ingest_batch(*, site: Site, items: list[tuple[str, dict]]) -> list[Event]:
+_COPY_PLAN = None
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value) -> str:
+    """One value in COPY's text format (NUL never gets here: the JSON parser rejects it)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value).translate(_COPY_ESCAPES)
+    return str(value)
+
+
+def _copy_plan():
+    """(COPY statement, [(attname, default as COPY text)]) for the events table, computed once."""
+    global _COPY_PLAN
+    if _COPY_PLAN is None:
+        from django.db import connection
+
+        fields = Event._meta.concrete_fields
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        sql = f"COPY {connection.ops.quote_name(Event._meta.db_table)} ({columns}) FROM STDIN"
+        _COPY_PLAN = (sql, [(f.attname, _copy_text(None if f.primary_key else f.get_default())) for f in fields])
+    return _COPY_PLAN
+
+
+def _copy_rows(rows: list[dict]) -> list[int]:
+    """COPY ``rows`` (PostgreSQL) with ids drawn from the table's sequence first."""
+    from django.db import connection
+
+    sql, plan = _copy_plan()
+    converters = {str: lambda v: v.translate(_COPY_ESCAPES), int: str, datetime: datetime.isoformat, type(None): _copy_text}
+    missing = object()
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [Event._meta.db_table, len(rows)]
+        )
+        ids = [i for (i,) in cur.fetchall()]
+        lines = []
+        for event_id, row in zip(ids, rows, strict=True):
+            row["id"] = event_id
+            get = row.get
+            parts = []
+            for name, default in plan:
+                value = get(name, missing)
+                parts.append(default if value is missing else converters.get(type(value), _copy_text)(value))
+            lines.append("\t".join(parts))
+        lines.append("")
+        with cur.cursor.copy(sql) as copy:
+            copy.write("\n".join(lines))
+    return ids
+
+
+def ingest_batch(*, site: Site, items: list[tuple[str, dict]]) -> list[int]:
     """Store validated batch items — ``(BATCH_EVENT | BATCH_PURCHASE, validated_data)`` — in one
-    transaction; returns the saved events in input order. Committed when this returns."""
-    from django.db import transaction
+    transaction; returns their event ids (``evt_<id>``) in input order, committed."""
+    from django.db import connection, transaction
 
     now = timezone.now()
     rows = []
+    visitors: dict = {None: None}
     for kind, data in items:
-        occurred_at = data["timestamp"] or now
-        row = Event(
-            site=site,
-            occurred_at=occurred_at,
-            received_at=now,
-            visitor=_visitor(site, data["visitor_id"]),
-            metadata=data["metadata"],
-        )
+        visitor_id = data["visitor_id"]
+        if visitor_id not in visitors:
+            visitors[visitor_id] = _visitor(site, visitor_id)
+        row = {
+            "site_id": site.pk,
+            "occurred_at": data["timestamp"] or now,
+            "received_at": now,
+            "visitor": visitors[visitor_id],
+            "session": None,
+            "metadata": data["metadata"],
+        }
         if kind == BATCH_PURCHASE:
-            row.kind, row.name = Kind.PURCHASE, PURCHASE_EVENT_NAME
-            row.price, row.currency, row.quantity = data["price"], data["currency"], data["quantity"]
-            row.product_name = data["product_name"]
+            row.update(
+                kind=int(Kind.PURCHASE), name=PURCHASE_EVENT_NAME, price=data["price"], currency=data["currency"],
+                quantity=data["quantity"], product_name=data["product_name"],
+            )  # fmt: skip
         else:
-            row.kind, row.name = Kind.CUSTOM, data["event_name"]
+            row.update(kind=int(Kind.CUSTOM), name=data["event_name"])
         rows.append(row)
     with transaction.atomic():
         _assign_sessions_bulk(site.pk, rows)
-        Event.objects.bulk_create(rows)
-    return rows
+        if connection.vendor == "postgresql":
+            return _copy_rows(rows)
+        events = Event.objects.bulk_create([Event(**row) for row in rows])
+        return [event.pk for event in events]

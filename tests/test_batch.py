@@ -183,3 +183,14 @@ def test_batch_is_in_the_openapi_schema(api):
     assert operation["operationId"] == "send_event_batch"
     assert "200" in operation["responses"] and "413" in operation["responses"]
     assert "BatchIn" in json.dumps(operation["requestBody"]) or "BatchInRequest" in json.dumps(operation["requestBody"])
+
+
+def test_awkward_text_round_trips(api):
+    """Tabs, newlines, backslashes, quotes and non-ASCII survive (PostgreSQL stores batches with COPY)."""
+    metadata = {"path": 'C:\\temp\\new\tfile\n"quoted"\r', "emoji": "✓ 💡 ü", "n": 1.5, "b": False, "z": None}
+    name = "tab\there \\N back\\slash"
+    results = api.post(URL, {"events": [{"event_name": name, "metadata": metadata, "visitor_id": "ü\\N"}]}).json()["results"]
+    event = event_for(results[0])
+    assert event.name == name
+    assert event.metadata == metadata
+    assert event.visitor is not None
