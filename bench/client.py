@@ -8,6 +8,7 @@ on a 2-core machine it competes with the server.
 """
 
 import asyncio
+import math
 import resource
 import statistics
 import time
@@ -44,7 +45,7 @@ def percentile(values, p: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(p / 100 * len(ordered))))
     return ordered[rank - 1]
 
 

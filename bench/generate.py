@@ -252,11 +252,14 @@ def generate_lines(n: int, site_ids: dict, *, seed: int = 1, now: datetime | Non
     total_weight = sum(WEEKDAY_FACTOR[(today - timedelta(days=d)).weekday()] for d in range(days))
     today_fraction = (now - today).total_seconds() / 86400 * 0.9  # rough: the day so far
     visitors_per_day = n / per_visitor / (total_weight - WEEKDAY_FACTOR[today.weekday()] * (1 - today_fraction))
+    # Aim a little high and stop at exactly n (the cut falls on today, which is partial anyway).
+    visitors_per_day *= 1.03 if n >= 100_000 else 1.15
     generate_lines.visitors_per_day = visitors_per_day
     pools = {
         domain: [rng.getrandbits(62) for _ in range(max(10, int(visitors_per_day * share * 2)))] for domain, share, *_ in SITES
     }
     produced = 0
+    carry = dict.fromkeys(pools, 0.0)
     buf: list[str] = []
     for d in range(days - 1, -1, -1):
         day = today - timedelta(days=d)
@@ -264,7 +267,9 @@ def generate_lines(n: int, site_ids: dict, *, seed: int = 1, now: datetime | Non
         factor = WEEKDAY_FACTOR[day.weekday()]
         buf.clear()
         for domain, share, _tz, sells in SITES:
-            visitors = int(round(visitors_per_day * share * factor))
+            carry[domain] += visitors_per_day * share * factor  # fractions carry over: small n stays unbiased
+            visitors = int(carry[domain])
+            carry[domain] -= visitors
             day_lines(model, rng, buf.append, site_id=site_ids[domain], hostname=domain, sells=sells, visitors=visitors,
                       day=day, max_second=min(max_second, 86399), pool=pools[domain])  # fmt: skip
         # Sites and sessions interleave within a day the way arrivals would: store in time order.

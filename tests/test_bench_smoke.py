@@ -1,0 +1,114 @@
+"""The benchmark harness works on a few hundred rows (functional only: nothing here is timed)."""
+
+import http.server
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+from django.test import Client
+
+from accounts.keys import verify_key
+from accounts.models import Site
+from bench import generate
+from bench.client import build_request, percentile, run_load
+from events.models import Event, Kind
+
+
+def test_generated_lines_have_every_column_and_a_realistic_mix():
+    site_ids = {domain: i + 1 for i, (domain, *_rest) in enumerate(generate.SITES)}
+    now = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
+    lines = list(generate.generate_lines(3000, site_ids, seed=7, now=now))
+    assert len(lines) == 3000
+    rows = [dict(zip(generate.COLUMNS, generate.line_values(line), strict=True)) for line in lines]
+    kinds = Counter(row["kind"] for row in rows)
+    assert kinds["1"] > 2500 and kinds["2"] > 0 and kinds["3"] > 0
+    assert {row["site_id"] for row in rows} == {str(i) for i in site_ids.values()}
+    times = [row["occurred_at"] for row in rows]
+    assert times == sorted(times)  # stored in arrival order
+    assert min(times) >= "2025-12-11" and max(times) <= "2026-03-10 15:30:00"
+    signups = [row for row in rows if row["name"] == "signup"]
+    assert all('"plan"' in row["metadata"] for row in signups)
+    purchases = [row for row in rows if row["kind"] == "3"]
+    assert all(row["currency"] in {"USD", "EUR", "GBP", "JPY"} and int(row["price"]) > 0 for row in purchases)
+    assert len({row["path"] for row in rows}) > 50
+    assert len({row["source"] for row in rows}) > 5
+
+
+def test_same_seed_same_rows():
+    ids = {domain: 1 for domain, *_rest in generate.SITES}
+    now = datetime(2026, 3, 10, tzinfo=UTC)
+    first = [line.split("\t")[:9] for line in generate.generate_lines(500, ids, seed=3, now=now)]
+    second = [line.split("\t")[:9] for line in generate.generate_lines(500, ids, seed=3, now=now)]
+    assert first == second
+
+
+@pytest.mark.django_db(transaction=False)
+def test_load_creates_sites_events_and_a_working_key():
+    count, _seconds, raw, site_ids = generate.load(400, migrate=False)
+    assert count == Event.objects.count()
+    assert 360 <= count <= 400  # exactly n unless the random traffic falls short
+    main = Site.objects.get(domain=generate.MAIN_SITE)
+    assert site_ids[generate.MAIN_SITE] == main.pk
+    assert Site.objects.get(domain="shop.example.com").timezone == "Europe/Berlin"
+    key = verify_key(raw)
+    assert key is not None and key.site_id == main.pk
+    event = Event.objects.filter(kind=Kind.PURCHASE).first() or Event.objects.filter(kind=Kind.CUSTOM).first()
+    assert event is not None and isinstance(event.metadata, dict)
+    with pytest.raises(SystemExit):
+        generate.load(10, migrate=False)  # refuses to mix with existing rows without --reset
+    count, *_ = generate.load(50, reset=True, migrate=False)
+    assert Event.objects.count() == count <= 50
+
+
+def test_bare_baseline_view_exists_only_in_bench_urls(settings, db):
+    client = Client()
+    assert client.post("/bench/bare").status_code == 404
+    settings.ROOT_URLCONF = "bench.urls"
+    response = client.post("/bench/bare", data=b"{}", content_type="application/json")
+    assert response.status_code == 201
+    assert response.json()["success"] is True
+
+
+def test_percentile_nearest_rank():
+    values = [i / 1000 for i in range(1, 101)]
+    assert percentile(values, 50) == 0.05
+    assert percentile(values, 95) == 0.095
+    assert percentile(values, 99) == 0.099
+    assert percentile([], 95) == 0.0
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length)
+        status = 201 if body == b"ok" else 400
+        payload = b'{"n": 1}'
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_load_client_counts_statuses_and_stops_at_max_requests():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        ok = build_request("POST", "/x", "127.0.0.1", {}, b"ok")
+        bad = build_request("POST", "/x", "127.0.0.1", {}, b"no")
+        result = run_load(base, lambda seq: bad if seq % 5 == 4 else ok, connections=3, duration=20, max_requests=25,
+                          keep_bodies=True)  # fmt: skip
+    finally:
+        server.shutdown()
+    assert result.completed == 25
+    assert result.statuses == {201: 20, 400: 5}
+    assert result.errors == 5
+    assert result.bodies[0] == b'{"n": 1}'
