@@ -170,19 +170,20 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
 
 
-def due_buckets(site: Site, now: datetime) -> list[tuple[str, datetime, datetime]]:
-    """Closed buckets of ``site`` that are not rolled up (newest first)."""
+def due_buckets(site: Site, now: datetime, lo: datetime | None = None, hi: datetime | None = None) -> list:
+    """Closed buckets of ``site`` (within [lo, hi) if given) that are not rolled up, newest first."""
     first = Event.objects.filter(site=site).aggregate(t=Min("occurred_at"))["t"]
     if first is None:
         return []
     tz = ZoneInfo(site.timezone)
-    have = {
-        (g, s)
-        for g, s in RolledBucket.objects.filter(site=site, timezone=site.timezone).values_list("grain", "start")
-    }
+    rolled = RolledBucket.objects.filter(site=site, timezone=site.timezone)
+    if lo is not None:
+        first = max(first, lo - timedelta(days=1))
+        rolled = rolled.filter(start__gte=first)
+    have = set(rolled.values_list("grain", "start"))
     due = []
     day = first.astimezone(tz).date()
-    last_day = now.astimezone(tz).date()
+    last_day = (min(now, hi) if hi is not None else now).astimezone(tz).date()
     while day <= last_day:
         lo, hi = _local_midnight(day, tz), _local_midnight(day + timedelta(days=1), tz)
         if hi + VISIT_WINDOW + GRACE <= now:
@@ -449,7 +450,7 @@ def prepare(query: Query, *, now: datetime | None = None) -> None:
         checked = RollupCursor.objects.filter(pk=1).values_list("checked_at", flat=True).first()
         if checked is None or checked < now - CHECK_EVERY:
             check_late(now)
-        due = [(g, s, e) for g, s, e in due_buckets(site, now) if s < hi and lo < e]
+        due = [(g, s, e) for g, s, e in due_buckets(site, now, lo, hi) if s < hi and lo < e]
         for grain, start, end in due[:INLINE_BUILDS]:
             _build_and_replace(site, grain, start, end)
     except Exception:  # a failed build only costs speed: the query scans raw events instead

@@ -67,11 +67,12 @@ class VisitorSketch:
 
     def _load(self) -> None:
         if self._raw is not None:
-            raw, self._raw, self._known = self._raw, None, None
-            if raw[:1] == b"H":
-                self.ids, self.registers = None, raw[1:]
-            else:
-                self.ids = set(struct.unpack(f"<{(len(raw) - 1) // 8}q", raw[1:]))
+            self.ids, self.registers = _decode(self._raw)
+            self._raw = self._known = None
+
+    def _state(self):
+        """(ids, registers) without decoding in place: a merged-from sketch keeps its exact count."""
+        return _decode(self._raw) if self._raw is not None else (self.ids, self.registers)
 
     @property
     def empty(self) -> bool:
@@ -97,15 +98,15 @@ class VisitorSketch:
             self.ids, self._raw, self._known = None, other._raw, other._known
             return
         self._load()
-        other._load()
-        if self.registers is None and other.registers is None:
-            self.ids |= other.ids
+        other_ids, other_registers = other._state()
+        if self.registers is None and other_registers is None:
+            self.ids |= other_ids
         elif self.registers is None:
-            self.registers, self.ids = _with_ids(other.registers, self.ids), None
-        elif other.registers is None:
-            self.registers = _with_ids(self.registers, other.ids)
+            self.registers, self.ids = _with_ids(other_registers, self.ids), None
+        elif other_registers is None:
+            self.registers = _with_ids(self.registers, other_ids)
         else:
-            self.registers = max_registers(self.registers, other.registers)
+            self.registers = max_registers(self.registers, other_registers)
 
     def count(self) -> int:
         if self._known is not None:
@@ -126,6 +127,12 @@ class VisitorSketch:
         sketch = cls.lazy(data, None)
         sketch._load()
         return sketch
+
+
+def _decode(raw: bytes):
+    if raw[:1] == b"H":
+        return None, raw[1:]
+    return set(struct.unpack(f"<{(len(raw) - 1) // 8}q", raw[1:])), None
 
 
 def _with_ids(registers: bytes, ids) -> bytes:
