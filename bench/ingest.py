@@ -95,8 +95,10 @@ def main(argv=None):
     ratio = ingest.rate / baseline.rate if baseline.rate else 0.0
     print(line("baseline: bare Django view", baseline, "req/s"))
     print(line("ingest: POST /api/v1/events", ingest, "events/s"))
-    print(f"stored rows {stored:,} vs acknowledged {acknowledged:,}: {'equal' if stored == acknowledged else 'MISMATCH'}"
-          f" (statuses {dict(sorted(ingest.statuses.items()))}, run {run}, started {time.strftime('%H:%M:%S', time.gmtime(started))} UTC)")  # fmt: skip
+    verdict = "equal" if stored == acknowledged else "MISMATCH"
+    started_at = time.strftime("%H:%M:%S", time.gmtime(started))
+    print(f"stored rows {stored:,} vs acknowledged {acknowledged:,}: {verdict} "
+          f"(statuses {dict(sorted(ingest.statuses.items()))}, run {run}, started {started_at} UTC)")  # fmt: skip
     verdicts = [
         (f"ratio {ratio:.0%} (target ≥ {TARGET_RATIO:.0%})", ratio >= TARGET_RATIO),
         (f"p99 {ms(ingest.percentile(99))} (target ≤ {ms(TARGET_P99)})", ingest.percentile(99) <= TARGET_P99),
