@@ -179,7 +179,7 @@ def due_buckets(site: Site, now: datetime, lo: datetime | None = None, hi: datet
     rolled = RolledBucket.objects.filter(site=site, timezone=site.timezone)
     if lo is not None:
         first = max(first, lo - timedelta(days=1))
-        rolled = rolled.filter(start__gte=first)
+        rolled = rolled.filter(start__gte=first - timedelta(days=2))  # from before the first local midnight
     have = set(rolled.values_list("grain", "start"))
     due = []
     day = first.astimezone(tz).date()
