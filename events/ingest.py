@@ -252,15 +252,41 @@ def _copy_text(value) -> str:
 
 
 def _copy_plan():
-    """(COPY statement, [(attname, default as COPY text)]) for the events table, computed once."""
+    """(COPY statement, row template, row formatter) for the events table, built once.
+
+    The formatter is generated from the model's fields — one expression per column — so a
+    row costs one function call instead of a Python loop over 26 columns.
+    """
     global _COPY_PLAN
     if _COPY_PLAN is None:
+        import json
+
         from django.db import connection
 
         fields = Event._meta.concrete_fields
         columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
         sql = f"COPY {connection.ops.quote_name(Event._meta.db_table)} ({columns}) FROM STDIN"
-        _COPY_PLAN = (sql, [(f.attname, _copy_text(None if f.primary_key else f.get_default())) for f in fields])
+        template = {f.attname: None if f.primary_key else f.get_default() for f in fields}
+        parts = []
+        for f in fields:
+            value = f"r[{f.attname!r}]"
+            kind = f.get_internal_type()
+            if kind == "JSONField":
+                expr = f"_dumps({value}).translate(_E)"
+            elif kind == "DateTimeField":
+                expr = f"{value}.isoformat()"
+            elif kind == "CharField":
+                expr = f"{value}.translate(_E)"
+            elif kind.endswith(("IntegerField", "AutoField")) or kind == "ForeignKey":
+                expr = f"str({value})"
+            else:
+                expr = f"_text({value})"
+            if f.null and expr != f"_text({value})":
+                expr = f"(_N if {value} is None else {expr})"
+            parts.append(expr)
+        namespace = {"_dumps": json.dumps, "_E": _COPY_ESCAPES, "_N": "\\N", "_text": _copy_text}
+        exec(f"def _format(r):\n    return '\\t'.join(({', '.join(parts)},))\n", namespace)  # noqa: S102 - code built from model metadata only
+        _COPY_PLAN = (sql, template, namespace["_format"])
     return _COPY_PLAN
 
 
@@ -268,9 +294,7 @@ def _copy_rows(rows: list[dict]) -> list[int]:
     """COPY ``rows`` (PostgreSQL) with ids drawn from the table's sequence first."""
     from django.db import connection
 
-    sql, plan = _copy_plan()
-    converters = {str: lambda v: v.translate(_COPY_ESCAPES), int: str, datetime: datetime.isoformat, type(None): _copy_text}
-    missing = object()
+    sql, template, format_row = _copy_plan()
     with connection.cursor() as cur:
         cur.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [Event._meta.db_table, len(rows)]
@@ -279,12 +303,8 @@ def _copy_rows(rows: list[dict]) -> list[int]:
         lines = []
         for event_id, row in zip(ids, rows, strict=True):
             row["id"] = event_id
-            get = row.get
-            parts = []
-            for name, default in plan:
-                value = get(name, missing)
-                parts.append(default if value is missing else converters.get(type(value), _copy_text)(value))
-            lines.append("\t".join(parts))
+            full = {**template, **row}
+            lines.append(format_row(full))
         lines.append("")
         with cur.cursor.copy(sql) as copy:
             copy.write("\n".join(lines))
