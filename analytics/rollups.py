@@ -396,7 +396,7 @@ def collect(query: Query, *, now: datetime | None = None) -> dict:
             qs = qs.filter(value__in=[prefix + v for v in values])
         elif prefix:
             qs = qs.filter(value__startswith=prefix)
-        for row in qs.values(*_FIELDS).order_by().iterator(chunk_size=2000):
+        for row in qs.values(*_FIELDS).order_by():
             if (row["grain"], row["start"]) in by_start:
                 yield row
 

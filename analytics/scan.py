@@ -96,12 +96,14 @@ def _key(row, grain, dim):
 def _scan_events(query, start, end, grain, dim, wanted, tallies):
     qs, keys = _grouped(query, start, end, grain, dim)
     if wanted & _COUNT_METRICS:
-        rows = qs.values(*keys).annotate(
-            pv=Count("id", filter=Q(kind=Kind.PAGEVIEW)),
-            ev=Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])),
-            pu=Count("id", filter=Q(kind=Kind.PURCHASE)),
-        )
-        for row in rows.order_by():
+        counts = {
+            "pv": Count("id", filter=Q(kind=Kind.PAGEVIEW)),
+            "ev": Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])),
+            "pu": Count("id", filter=Q(kind=Kind.PURCHASE)),
+        }
+        # values() without fields would group by every column: aggregate() is one row
+        rows = qs.values(*keys).annotate(**counts).order_by() if keys else [qs.aggregate(**counts)]
+        for row in rows:
             t = tallies[_key(row, grain, dim)]
             t.page_views += row["pv"]
             t.events += row["ev"]
