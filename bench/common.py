@@ -1,6 +1,7 @@
 """Shared pieces of the benchmark commands: database and key setup, printing."""
 
 import os
+import time
 import uuid
 
 from bench import env
@@ -72,3 +73,30 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} cores {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def commit_latency(samples: int = 50) -> float:
+    """Median seconds for an autocommitted one-row INSERT: the floor under every acknowledged
+    event (a WAL flush). On a shared machine it moves with other writers' load."""
+    import statistics
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return 0.0
+    times = []
+    with connection.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS bench_commit_probe_durable (x int)")
+        for _ in range(samples):
+            started = time.perf_counter()
+            cur.execute("INSERT INTO bench_commit_probe_durable VALUES (1)")
+            times.append(time.perf_counter() - started)
+        cur.execute("DROP TABLE bench_commit_probe_durable")
+    return statistics.median(times)
+
+
+def load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"

@@ -20,7 +20,7 @@ import time
 import uuid
 
 from bench.client import build_request, run_load
-from bench.common import bench_site_and_key, machine, ms, prepare_database, server_env
+from bench.common import bench_site_and_key, commit_latency, load_average, machine, ms, prepare_database, server_env
 from bench.servers import running_server
 
 TARGET_RATIO = 0.60
@@ -81,6 +81,7 @@ def main(argv=None):
           + (f" x {args.threads} threads" if args.server != "gunicorn" else "")
           + f"; PostgreSQL {connection.settings_dict['NAME']} ({Event.objects.filter(site=site).count():,} events of this site); "
           + f"Redis throttles; {args.connections} connections x {args.duration:.0f} s")  # fmt: skip
+    print(f"PostgreSQL commit latency (one-row INSERT, median of 50): {ms(commit_latency())}; load average {load_average()}")
     connection.close()  # the harness holds no connection while measuring
     with running_server(server=args.server, workers=args.workers, threads=args.threads, env=env) as base:
         run_load(base, bare_requests(), connections=args.connections, duration=args.warmup / 2)
@@ -106,6 +107,7 @@ def main(argv=None):
         ("stored == acknowledged", stored == acknowledged),
     ]
     print("; ".join(f"{text} {'ok' if good else 'MISSED'}" for text, good in verdicts))
+    print(f"after the run: commit latency {ms(commit_latency())}; load average {load_average()}")
     return 0 if all(good for _, good in verdicts) else 1
 
 
