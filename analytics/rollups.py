@@ -28,6 +28,7 @@ stays fast.
 import bisect
 import json
 import logging
+from time import monotonic
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -63,6 +64,7 @@ MAX_METADATA_KEYS = 20
 MAX_VALUES_PER_DIMENSION = 5000  # a dimension with more values in one bucket is left to raw scans
 INLINE_BUILDS = 2
 CHECK_EVERY = timedelta(seconds=5)  # queries check for late events at most this often
+PREPARE_EVERY = 5.0  # seconds
 LATE_LOOKBACK_IDS = 10_000  # re-check ids just under the cursor: their transactions may commit late
 PAIRS = [("country", "source"), ("country", "page"), ("event_name", "metadata.*")]
 UTC = ZoneInfo("UTC")
@@ -439,8 +441,19 @@ def _top_values(query: Query, dimension: str, prefix: str, chosen: list, raw: di
     return ranked[: query.limit]
 
 
+_prepared = {}  # site id → monotonic time of this process's last prepare
+
+
 def prepare(query: Query, *, now: datetime | None = None) -> None:
-    """Before a query: roll up a few due buckets in its range, so queries stay fast without the timer."""
+    """Before a query: roll up a few due buckets in its range, so queries stay fast without the timer.
+
+    At most once per PREPARE_EVERY per process and site: it only keeps rollups (and the late-event
+    cursor) moving; correctness never depends on it.
+    """
+    clock = monotonic()
+    if clock - _prepared.get(query.site_id, -PREPARE_EVERY) < PREPARE_EVERY:
+        return
+    _prepared[query.site_id] = clock
     site = Site.objects.filter(pk=query.site_id).first()
     if site is None:
         return

@@ -32,14 +32,14 @@ def _mix(value: int) -> int:
     return z ^ (z >> 31)
 
 
-def max_registers(a: bytes, b: bytes) -> bytes:
-    """Byte-wise max of two register arrays (every register < 128), with big-int SWAR."""
-    x, y = int.from_bytes(a, "little"), int.from_bytes(b, "little")
+def max_registers(x: int, y: int) -> int:
+    """Byte-wise max of two register arrays held as little-endian ints (every register < 128), SWAR."""
     take_x = ((((x | _HIGH) - y) & _HIGH) >> 7) * 0xFF  # 0xFF in each byte where x ≥ y
-    return ((x & take_x) | (y & (_ONES ^ take_x))).to_bytes(M, "little")
+    return (x & take_x) | (y & (_ONES ^ take_x))
 
 
-def estimate(registers: bytes) -> int:
+def estimate(packed: int) -> int:
+    registers = packed.to_bytes(M, "little")
     total = math.fsum(registers.count(r) * _POWERS[r] for r in range(66 - P))
     value = _ALPHA * M * M / total
     zeros = registers.count(0)
@@ -55,7 +55,7 @@ class VisitorSketch:
 
     def __init__(self, ids=None):
         self.ids = set(ids) if ids is not None else set()
-        self.registers = None  # bytes once approximate
+        self.registers = None  # once approximate: the register bytes as one little-endian int
         self._raw = None  # undecoded to_bytes() data
         self._known = None  # the exact count stored beside the bytes
 
@@ -119,8 +119,8 @@ class VisitorSketch:
         self._load()
         if self.registers is None and len(self.ids) <= EXACT_LIMIT:
             return b"E" + struct.pack(f"<{len(self.ids)}q", *sorted(self.ids))
-        registers = self.registers if self.registers is not None else _with_ids(bytes(M), self.ids)
-        return b"H" + registers
+        registers = self.registers if self.registers is not None else _with_ids(0, self.ids)
+        return b"H" + registers.to_bytes(M, "little")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "VisitorSketch":
@@ -131,16 +131,16 @@ class VisitorSketch:
 
 def _decode(raw: bytes):
     if raw[:1] == b"H":
-        return None, raw[1:]
+        return None, int.from_bytes(raw[1:], "little")
     return set(struct.unpack(f"<{(len(raw) - 1) // 8}q", raw[1:])), None
 
 
-def _with_ids(registers: bytes, ids) -> bytes:
-    out = bytearray(registers)
+def _with_ids(registers: int, ids) -> int:
+    out = bytearray(registers.to_bytes(M, "little"))
     for visitor in ids:
         h = _mix(visitor)
         index = h & (M - 1)
         rank = (64 - P) - (h >> P).bit_length() + 1
         if rank > out[index]:
             out[index] = rank
-    return bytes(out)
+    return int.from_bytes(out, "little")
