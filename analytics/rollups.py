@@ -289,6 +289,9 @@ def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity:
         if verbosity and n:
             print(f"site {s.pk} ({s.domain}): {n} buckets rolled up")
         built += n
+    if built >= 10 and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # fresh statistics: the planner otherwise sorts where it should hash
+            cursor.execute(f"ANALYZE {Rollup._meta.db_table}")
     return built
 
 
