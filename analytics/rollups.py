@@ -323,19 +323,34 @@ def _plan_dimensions(query: Query):
 
 
 def _tally(row) -> Tally:
-    return Tally(
+    """A Tally from a rollup row holding only the columns the query needs (``_fields``)."""
+    t = Tally(
         page_views=row["page_views"], events=row["events"], purchases=row["purchases"],
-        revenue=dict(row["revenue"]), orders=dict(row["orders"]),
-        visitors=VisitorSketch.lazy(row["visitors"], row["visitor_count"]),
-        buyers=VisitorSketch.lazy(row["buyers"], row["buyer_count"]),
         visits=row["visits"], bounces=row["bounces"], duration_us=row["duration_us"], visit_page_views=row["visit_page_views"],
     )  # fmt: skip
+    if "revenue" in row:
+        t.revenue, t.orders = dict(row["revenue"]), dict(row["orders"])
+    if "visitors" in row:
+        t.visitors = VisitorSketch.lazy(row["visitors"], row["visitor_count"])
+    if "buyers" in row:
+        t.buyers = VisitorSketch.lazy(row["buyers"], row["buyer_count"])
+    return t
 
 
-_FIELDS = [
-    "grain", "start", "value", "page_views", "events", "purchases", "revenue", "orders", "visitors", "visitor_count",
-    "buyers", "buyer_count", "visits", "bounces", "duration_us", "visit_page_views",
-]  # fmt: skip
+_COUNT_FIELDS = ["grain", "start", "value", "page_views", "events", "purchases", "visits", "bounces", "duration_us", "visit_page_views"]
+
+
+def _fields(query: Query) -> list[str]:
+    """Skip the columns no requested metric reads: sketches and JSON cost the most to fetch and merge."""
+    wanted = set(query.metrics)
+    fields = list(_COUNT_FIELDS)
+    if wanted & {"revenue", "average_order_value"}:
+        fields += ["revenue", "orders"]
+    if wanted & {"unique_visitors", "conversion_rate"}:
+        fields += ["visitors", "visitor_count"]
+    if "conversion_rate" in wanted:
+        fields += ["buyers", "buyer_count"]
+    return fields
 
 
 def _choose(query: Query, lo: datetime, hi: datetime, needed: set) -> list:
@@ -392,6 +407,7 @@ def collect(query: Query, *, now: datetime | None = None) -> dict:
         return tallies
     tz, grain = query.tz, query.interval
     by_start = {(b.grain, b.start): b for b in chosen}
+    fields = _fields(query)
 
     def rows(dimension, value=None, values=None, prefix=""):
         qs = Rollup.objects.filter(site_id=query.site_id, dimension=dimension, start__gte=chosen[0].start, start__lt=chosen[-1].end)
@@ -401,7 +417,7 @@ def collect(query: Query, *, now: datetime | None = None) -> dict:
             qs = qs.filter(value__in=[prefix + v for v in values])
         elif prefix:
             qs = qs.filter(value__startswith=prefix)
-        for row in qs.values(*_FIELDS).order_by():
+        for row in qs.values(*fields).order_by():
             if (row["grain"], row["start"]) in by_start:
                 yield row
 
