@@ -10,7 +10,9 @@ class RolledBucket(models.Model):
 
     ``grain`` is ``day`` (a local day in ``timezone``) or ``hour`` (a local hour of a day
     not closed yet). ``dimensions`` lists the dimension keys rolled up for it;
-    ``watermark`` is the highest event id when it was built.
+    ``watermark`` is the highest event id when it was built. A bucket is rolled up twice:
+    *provisional* a minute after it ends (its event metrics are final) and *final* once
+    ``VISIT_WINDOW`` has passed too (its visit metrics are final).
     """
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
@@ -20,6 +22,7 @@ class RolledBucket(models.Model):
     timezone = models.CharField(max_length=64)
     dimensions = models.JSONField(default=list)
     watermark = models.BigIntegerField(default=0)
+    final = models.BooleanField(default=True)  # False: visits starting in it may still change
     built_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -2,7 +2,9 @@
 
 Buckets tile each site's timeline in its timezone: local days, and the local hours of the
 days not closed yet. A bucket [start, end) is *closed* once ``now ≥ end + VISIT_WINDOW +
-GRACE``: no visit starting in it can change after that except through late events.
+GRACE``: no visit starting in it can change after that except through late events. Hours
+are also rolled up *provisionally* a minute after they end: their event metrics are final
+then, so queries without visit metrics read raw events only for the current hour.
 ``build_bucket`` runs the raw engine (``scan.scan_many``) over the bucket once for every
 rolled dimension and stores one ``Rollup`` row per (dimension, value) — so a rollup is the
 raw answer by construction. Rolled dimensions: every registry dimension, ``metadata.<key>``
@@ -48,6 +50,7 @@ from .query import (
     METRICS,
     PAIR_SEPARATOR,
     SESSION_GAP,
+    SESSION_METRICS,
     VISIT_WINDOW,
     Dimension,
     Query,
@@ -104,7 +107,7 @@ def rolled_dimensions(metadata_keys) -> list[Dimension]:
     return dims
 
 
-def build_bucket(site: Site, grain: str, start: datetime, end: datetime) -> RolledBucket:
+def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, final: bool = True) -> RolledBucket:
     """Roll up [start, end) of ``site``: one row per (dimension, value) plus the totals row."""
     watermark = Event.objects.aggregate(m=Max("id"))["m"] or 0
     dims = rolled_dimensions(_metadata_keys(site, start, end))
@@ -137,7 +140,8 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime) -> Roll
         RolledBucket.objects.filter(site=site, grain=grain, start=start).delete()
         _insert_rows(rows)
         bucket = RolledBucket.objects.create(
-            site=site, grain=grain, start=start, end=end, timezone=site.timezone, dimensions=sorted(kept), watermark=watermark
+            site=site, grain=grain, start=start, end=end, timezone=site.timezone, dimensions=sorted(kept), watermark=watermark,
+            final=final,
         )
     return bucket
 
@@ -182,7 +186,8 @@ def due_buckets(site: Site, now: datetime, lo: datetime | None = None, hi: datet
     if lo is not None:
         first = max(first, lo - timedelta(days=1))
         rolled = rolled.filter(start__gte=first - timedelta(days=2))  # from before the first local midnight
-    have = set(rolled.values_list("grain", "start"))
+    have = {(g, s) for g, s, final in rolled.values_list("grain", "start", "final") if final}
+    provisional = {(g, s) for g, s, final in rolled.values_list("grain", "start", "final") if not final}
     due = []
     day = first.astimezone(tz).date()
     last_day = (min(now, hi) if hi is not None else now).astimezone(tz).date()
@@ -190,13 +195,14 @@ def due_buckets(site: Site, now: datetime, lo: datetime | None = None, hi: datet
         lo, hi = _local_midnight(day, tz), _local_midnight(day + timedelta(days=1), tz)
         if hi + VISIT_WINDOW + GRACE <= now:
             if ("day", lo) not in have:
-                due.append(("day", lo, hi))
-        else:  # the day is still open: its closed local hours
+                due.append(("day", lo, hi, True))
+        else:  # the day is still open: its ended local hours, provisional until their visits are final
             t = lo
             while t < hi:
                 nxt = min(hi, _next_local_hour(t, tz))
-                if nxt + VISIT_WINDOW + GRACE <= now and ("hour", t) not in have:
-                    due.append(("hour", t, nxt))
+                final = nxt + VISIT_WINDOW + GRACE <= now
+                if nxt + GRACE <= now and ("hour", t) not in have and (final or ("hour", t) not in provisional):
+                    due.append(("hour", t, nxt, final))
                 t = nxt
         day += timedelta(days=1)
     return due[::-1]
@@ -212,14 +218,14 @@ def _next_local_hour(t: datetime, tz: ZoneInfo) -> datetime:
 
 def build_due(site: Site, now: datetime, *, limit: int | None = None) -> int:
     built = 0
-    for grain, start, end in due_buckets(site, now)[:limit]:
-        _build_and_replace(site, grain, start, end)
+    for grain, start, end, final in due_buckets(site, now)[:limit]:
+        _build_and_replace(site, grain, start, end, final)
         built += 1
     return built
 
 
-def _build_and_replace(site, grain, start, end):
-    build_bucket(site, grain, start, end)
+def _build_and_replace(site, grain, start, end, final=True):
+    build_bucket(site, grain, start, end, final=final)
     if grain == "day":  # the day's hours are replaced by the day
         RolledBucket.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end).delete()
         Rollup.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end).delete()
@@ -253,8 +259,10 @@ def _late_buckets(site_id: int | None, after_id: int, rolled: list, *, limit: in
         i = bisect.bisect_right(starts.get(site, []), t + SESSION_GAP)
         while i > 0 and bs[i - 1].end + VISIT_WINDOW > t:
             i -= 1
-            if bs[i].start - SESSION_GAP <= t and pk > bs[i].watermark:  # not there when the bucket was built
-                stale.add(bs[i].pk)
+            b = bs[i]
+            reach = (b.start - SESSION_GAP, b.end + VISIT_WINDOW) if b.final else (b.start, b.end)
+            if reach[0] <= t < reach[1] and pk > b.watermark:  # not there when the bucket was built
+                stale.add(b.pk)
     return stale
 
 
@@ -357,8 +365,11 @@ def _choose(query: Query, lo: datetime, hi: datetime, needed: set) -> list:
     rolled = RolledBucket.objects.filter(site_id=query.site_id, start__gte=lo, start__lt=hi, end__lte=hi).order_by("start")
     tz, grain = query.tz, query.interval
     chosen = []
+    visits_wanted = bool(set(query.metrics) & SESSION_METRICS)
     for b in sorted(rolled, key=lambda b: (b.grain != "day", b.start)):
         if not needed <= set(b.dimensions) | {""}:
+            continue
+        if visits_wanted and not b.final:
             continue
         if grain and buckets.bucket_of(b.start, grain, tz) != buckets.bucket_of(b.end - timedelta(microseconds=1), grain, tz):
             continue
@@ -482,8 +493,8 @@ def prepare(query: Query, *, now: datetime | None = None) -> None:
         checked = RollupCursor.objects.filter(pk=1).values_list("checked_at", flat=True).first()
         if checked is None or checked < now - CHECK_EVERY:
             check_late(now)
-        due = [(g, s, e) for g, s, e in due_buckets(site, now, lo, hi) if s < hi and lo < e]
-        for grain, start, end in due[:INLINE_BUILDS]:
-            _build_and_replace(site, grain, start, end)
+        due = [(g, s, e, f) for g, s, e, f in due_buckets(site, now, lo, hi) if s < hi and lo < e]
+        for grain, start, end, final in due[:INLINE_BUILDS]:
+            _build_and_replace(site, grain, start, end, final)
     except Exception:  # a failed build only costs speed: the query scans raw events instead
         logger.exception("inline rollup of site %s failed", query.site_id)

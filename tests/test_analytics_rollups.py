@@ -46,11 +46,12 @@ def test_open_day_is_rolled_up_by_closed_hours_and_matches_raw_events(cast):
         _visit(cast.site, DAY + timedelta(hours=h, minutes=50), h % 3, 100 + h, ["/", "/a", "/b"][: 1 + h % 3])
     now = DAY + timedelta(hours=10, minutes=5)
     rollups.refresh(now=now, site=cast.site)
-    hours = RolledBucket.objects.filter(site=cast.site, grain="hour").count()
-    assert hours == 8  # hours 0–7 end at least VISIT_WINDOW + GRACE before 10:05
-    for interval in (None, "hour"):
-        params = {"start_date": "2024-01-10", "end_date": "2024-01-10", "breakdown": "page",
-                  "metrics": "page_views,unique_visitors,visits,bounce_rate,visit_duration"}  # fmt: skip
+    hours = RolledBucket.objects.filter(site=cast.site, grain="hour")
+    assert hours.count() == 10  # every hour that ended a minute before 10:05
+    assert hours.filter(final=True).count() == 8  # hours 0–7 end at least VISIT_WINDOW + GRACE before 10:05
+    for interval, metrics in [(None, "page_views,unique_visitors,visits,bounce_rate,visit_duration"),
+                              ("hour", "visits,page_views,bounce_rate"), ("hour", "page_views,unique_visitors")]:  # fmt: skip
+        params = {"start_date": "2024-01-10", "end_date": "2024-01-10", "breakdown": "page", "metrics": metrics}
         if interval:
             params["interval"] = interval
         query = parse_query(params, site=cast.site, now=now)
