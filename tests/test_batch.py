@@ -194,3 +194,39 @@ def test_awkward_text_round_trips(api):
     assert event.name == name
     assert event.metadata == metadata
     assert event.visitor is not None
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        SIGNUP,
+        {"event_name": "  padded  ", "visitor_id": 42},
+        {"event_name": ""},
+        {"event_name": "x", "metadata": {"nested": {"a": 1}}},
+        {"event_name": "x", "timestamp": "yesterday"},
+        {"event_name": "x", "metadata": None, "visitor_id": None, "timestamp": None},
+        {k: v for k, v in PURCHASE.items() if k != "type"},
+        {"price": -1, "currency": "USD", "product_name": "p"},
+        {"price": 1, "currency": "XYZ", "product_name": "p", "quantity": 0},
+        {},
+    ],
+)
+def test_batch_validation_equals_the_serializers(item):
+    """The batch's bound-fields validator answers exactly like EventIn/PurchaseIn themselves."""
+    from django.utils import timezone
+    from rest_framework import serializers
+
+    from events.batch import _item_error, _ItemValidator
+    from events.serializers import EventIn, PurchaseIn
+
+    context = {"now": timezone.now()}
+    for cls in (EventIn, PurchaseIn):
+        reference = cls(data=item, context=context)
+        try:
+            got = _ItemValidator(cls, context)(item)
+        except serializers.ValidationError as exc:
+            assert not reference.is_valid()
+            assert _item_error(exc.detail) == _item_error(reference.errors)
+        else:
+            assert reference.is_valid(), reference.errors
+            assert dict(got) == dict(reference.validated_data)
