@@ -95,12 +95,23 @@ def _key(row, grain, dim):
 
 def _scan_events(query, start, end, grain, dim, wanted, tallies):
     qs, keys = _grouped(query, start, end, grain, dim)
-    if wanted & _COUNT_METRICS:
-        counts = {
-            "pv": Count("id", filter=Q(kind=Kind.PAGEVIEW)),
-            "ev": Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])),
-            "pu": Count("id", filter=Q(kind=Kind.PURCHASE)),
-        }
+    counts = {
+        "pv": Count("id", filter=Q(kind=Kind.PAGEVIEW)),
+        "ev": Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])),
+        "pu": Count("id", filter=Q(kind=Kind.PURCHASE)),
+    }
+    if wanted & _VISITOR_METRICS:
+        # One GROUP BY visitor carries the counts too (the NULL visitor group holds the anonymous events).
+        for row in qs.values(*keys, "visitor").annotate(**counts).order_by():
+            t = tallies[_key(row, grain, dim)]
+            t.page_views += row["pv"]
+            t.events += row["ev"]
+            t.purchases += row["pu"]
+            if row["visitor"] is not None:
+                t.visitors.add(row["visitor"])
+                if row["pu"]:
+                    t.buyers.add(row["visitor"])
+    elif wanted & _COUNT_METRICS:
         # values() without fields would group by every column: aggregate() is one row
         rows = qs.values(*keys).annotate(**counts).order_by() if keys else [qs.aggregate(**counts)]
         for row in rows:
@@ -117,19 +128,8 @@ def _scan_events(query, start, end, grain, dim, wanted, tallies):
         for row in rows.order_by():
             t = tallies[_key(row, grain, dim)]
             cur = row["currency"]
-            t.revenue[cur] = t.revenue.get(cur, 0) + (row["rev"] or 0)
+            t.revenue[cur] = t.revenue.get(cur, 0) + int(row["rev"] or 0)
             t.orders[cur] = t.orders.get(cur, 0) + row["n"]
-    if wanted & _VISITOR_METRICS:
-        rows = (
-            qs.filter(visitor__isnull=False)
-            .values(*keys, "visitor")
-            .annotate(bought=Count("id", filter=Q(kind=Kind.PURCHASE)))
-        )
-        for row in rows.order_by():
-            t = tallies[_key(row, grain, dim)]
-            t.visitors.add(row["visitor"])
-            if row["bought"]:
-                t.buyers.add(row["visitor"])
 
 
 class _Visit:
