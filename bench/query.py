@@ -52,7 +52,7 @@ def query_path(days: int, params: dict, today) -> str:
     return "/api/v1/analytics?" + urllib.parse.urlencode(full)
 
 
-def site_and_key(db: str):
+def site_and_key(db: str, *, catch_up: bool = True):
     """Connect Django to ``db`` and make a fresh key for the main site there."""
     from django.db import connections
 
@@ -70,7 +70,7 @@ def site_and_key(db: str):
     from accounts.models import Site
 
     call_command("migrate", interactive=False, verbosity=0)
-    if "rollup" in get_commands():  # what the every-minute timer does in production
+    if catch_up and "rollup" in get_commands():  # what the every-minute timer does in production
         started = time.perf_counter()
         call_command("rollup", site=GENERATED_MAIN, verbosity=0)
         elapsed = time.perf_counter() - started
@@ -84,10 +84,10 @@ def site_and_key(db: str):
     return site, raw, count
 
 
-def measure(base, raw_key, runs: int, today) -> dict:
+def measure(base, raw_key, runs: int, today, queries=QUERIES) -> dict:
     headers = {"Authorization": f"Bearer {raw_key}"}
     out = {}
-    for name, days, params, _target in QUERIES:
+    for name, days, params, _target in queries:
         path = query_path(days, params, today)
         request = build_request("GET", path, "127.0.0.1", headers)
         with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=60) as response:
@@ -128,7 +128,12 @@ def main(argv=None):
     parser.add_argument("--server", default="gunicorn")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--no-rollup", action="store_true", help="do not run manage.py rollup first (e.g. a rebuild is running)")
+    parser.add_argument("--only", help="comma-separated query names (prefixes) to run, e.g. totals,top")
     args = parser.parse_args(argv)
+    queries = [q for q in QUERIES if not args.only or any(q[0].startswith(p.strip()) for p in args.only.split(","))]
+    if not queries:
+        raise SystemExit(f"--only matched no query; names: {', '.join(q[0] for q in QUERIES)}")
     if not 0 < args.runs <= 1000:
         raise SystemExit("--runs must be in (0, 1000]")
     dbs = [db.strip() for db in args.dbs.split(",") if db.strip()]
@@ -144,10 +149,10 @@ def main(argv=None):
     today = datetime.now(UTC).date()
     results = {}
     for db in dbs:
-        site, raw, count = site_and_key(db)
+        site, raw, count = site_and_key(db, catch_up=not args.no_rollup)
         server = server_env(DATABASE_URL=env.database_url(db), RATE_LIMIT_ANALYTICS=10**9, RATE_LIMIT_EVENTS=10**9)
         with running_server(server=args.server, workers=args.workers, threads=args.threads, env=server) as base:
-            measured = measure(base, raw, args.runs, today)
+            measured = measure(base, raw, args.runs, today, queries)
             fresh = freshness(base, raw)
         results[db] = (count, measured, fresh)
         print(f"\n{db}: {count:,} events in the database ({site.domain} is site {site.pk})")
@@ -162,7 +167,7 @@ def main(argv=None):
     print(f"\nsummary (p95; targets at {last}):")
     header = f"  {'query':<28}" + "".join(f"{db:>14}" for db in dbs) + ("   growth" if len(dbs) > 1 else "")
     print(header)
-    for name, _days, _params, target in QUERIES:
+    for name, _days, _params, target in queries:
         p95s = [results[db][1][name][0].percentile(95) for db in dbs]
         errors = sum(results[db][1][name][0].errors for db in dbs)
         growth = p95s[-1] / p95s[0] if len(dbs) > 1 and p95s[0] else None
