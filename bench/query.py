@@ -165,7 +165,8 @@ def main(argv=None):
     ok = True
     last = dbs[-1]
     print(f"\nsummary (p95; targets at {last}):")
-    header = f"  {'query':<28}" + "".join(f"{db:>14}" for db in dbs) + ("   growth" if len(dbs) > 1 else "")
+    width = max(14, *(len(db) + 2 for db in dbs))
+    header = f"  {'query':<28}" + "".join(f"{db:>{width}}" for db in dbs) + ("   growth" if len(dbs) > 1 else "")
     print(header)
     for name, _days, _params, target in queries:
         p95s = [results[db][1][name][0].percentile(95) for db in dbs]
@@ -173,7 +174,7 @@ def main(argv=None):
         growth = p95s[-1] / p95s[0] if len(dbs) > 1 and p95s[0] else None
         good = p95s[-1] <= target and errors == 0 and (growth is None or growth <= TARGET_GROWTH)
         ok &= good
-        text = f"  {name:<28}" + "".join(f"{ms(p):>14}" for p in p95s)
+        text = f"  {name:<28}" + "".join(f"{ms(p):>{width}}" for p in p95s)
         if growth is not None:
             text += f"   {growth:5.2f}x"
         print(
