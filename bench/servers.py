@@ -41,11 +41,14 @@ def server_command(server: str, port: int, workers: int, threads: int) -> list[s
 def running_server(*, server="gunicorn", workers=2, threads=4, env=None, ready_path="/bench/bare", timeout=30):
     """Start the app under ``server`` on a free loopback port; yield its base URL; stop it."""
     port = free_port()
+    command = server_command(server, port, workers, threads)
+    if not os.path.exists(command[0]):
+        raise SystemExit(f"{command[0]} is not installed (pip install {os.path.basename(command[0])})")
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     full_env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.Popen(server_command(server, port, workers, threads), cwd=ROOT, env=full_env,
+    proc = subprocess.Popen(command, cwd=ROOT, env=full_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
