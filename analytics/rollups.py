@@ -299,7 +299,9 @@ def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity:
         built += n
     if built >= 10 and connection.vendor == "postgresql":
         with connection.cursor() as cursor:  # fresh statistics: the planner otherwise sorts where it should hash
-            cursor.execute(f"ANALYZE {Rollup._meta.db_table}")
+            # VACUUM sets the visibility map for index-only scans; it cannot run inside a transaction
+            verb = "ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE"
+            cursor.execute(f"{verb} {Rollup._meta.db_table}")
     return built
 
 
