@@ -15,7 +15,11 @@ Targets (issue 4): ≥ 60 % of the baseline, p99 ≤ 50 ms, 0 errors.
 
 import argparse
 import json
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -47,6 +51,23 @@ def bare_requests(host: str = "127.0.0.1"):
     return lambda seq: payload
 
 
+def wrk_rate(base: str, connections: int, duration: float) -> float | None:
+    """The bare view's requests/s under wrk (C, barely loads the machine), as a cross-check of
+    our Python client, which spends CPU the server could have used. None without wrk."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    body = json.dumps({"event_name": "user_signup", "metadata": {"plan": "pro", "seq": 0}, "visitor_id": "v"})
+    script = f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(body)}\n'
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script)
+        lua.flush()
+        out = subprocess.run([wrk, "-t2", f"-c{connections}", f"-d{int(duration)}s", "-s", lua.name, base + "/bench/bare"],
+                             capture_output=True, text=True, timeout=duration + 30).stdout  # fmt: skip
+    match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    return float(match.group(1)) if match else None
+
+
 def line(label: str, result, unit: str) -> str:
     return (
         f"{label:<34} {result.rate:>9,.0f} {unit:<9} p50 {ms(result.percentile(50)):>9}  p99 {ms(result.percentile(99)):>9}  "
@@ -64,6 +85,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--visitors", type=int, default=20000, help="distinct visitor_ids cycled through")
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--no-wrk", action="store_true", help="skip the wrk cross-check of the baseline")
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.connections <= 256:
         raise SystemExit("--duration must be in (0, 600] s and --connections in (0, 256]")
@@ -88,6 +110,7 @@ def main(argv=None):
         run_load(base, event_requests(raw_key, f"{run}-warmup", visitors=args.visitors), connections=args.connections,
                  duration=args.warmup / 2)  # fmt: skip
         baseline = run_load(base, bare_requests(), connections=args.connections, duration=args.duration)
+        baseline_wrk = None if args.no_wrk else wrk_rate(base, args.connections, args.duration)
         started = time.time()
         ingest = run_load(base, event_requests(raw_key, run, visitors=args.visitors), connections=args.connections,
                           duration=args.duration)  # fmt: skip
@@ -96,6 +119,8 @@ def main(argv=None):
     ratio = ingest.rate / baseline.rate if baseline.rate else 0.0
     print(line("baseline: bare Django view", baseline, "req/s"))
     print(line("ingest: POST /api/v1/events", ingest, "events/s"))
+    if baseline_wrk:
+        print(f"cross-check: the bare view under wrk: {baseline_wrk:,.0f} req/s -> ratio {ingest.rate / baseline_wrk:.0%}")
     verdict = "equal" if stored == acknowledged else "MISMATCH"
     started_at = time.strftime("%H:%M:%S", time.gmtime(started))
     print(f"stored rows {stored:,} vs acknowledged {acknowledged:,}: {verdict} "
