@@ -368,15 +368,25 @@ def _choose(query: Query, lo: datetime, hi: datetime, needed: set) -> list:
     tz, grain = query.tz, query.interval
     chosen = []
     visits_wanted = bool(set(query.metrics) & SESSION_METRICS)
+    days = []  # (start, end) of the chosen days, in order: hours inside them are skipped
     for b in sorted(rolled, key=lambda b: (b.grain != "day", b.start)):
-        if not needed <= set(b.dimensions) | {""}:
-            continue
         if visits_wanted and not b.final:
             continue
-        if grain and buckets.bucket_of(b.start, grain, tz) != buckets.bucket_of(b.end - timedelta(microseconds=1), grain, tz):
+        if needed - {""} and not needed - {""} <= set(b.dimensions):
             continue
-        if any(c.start < b.end and b.start < c.end for c in chosen):
-            continue
+        # local days and hours of the query's own timezone always fit its series buckets (except days in hours)
+        fits = b.timezone == query.timezone and (b.grain == "hour" or grain != "hour")
+        if grain and not fits:
+            if buckets.bucket_of(b.start, grain, tz) != buckets.bucket_of(b.end - timedelta(microseconds=1), grain, tz):
+                continue
+        if b.grain == "day":
+            if days and days[-1][1] > b.start:  # days of an earlier site timezone
+                continue
+            days.append((b.start, b.end))
+        else:
+            i = bisect.bisect_right(days, (b.start, b.end))
+            if (i and days[i - 1][1] > b.start) or (i < len(days) and days[i][0] < b.end):
+                continue
         chosen.append(b)
     return sorted(chosen, key=lambda b: b.start)
 
