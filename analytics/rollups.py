@@ -30,9 +30,9 @@ stays fast.
 import bisect
 import json
 import logging
-from time import monotonic
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
@@ -130,9 +130,24 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, fina
             continue
         rows.append(
             (
-                site.pk, grain, start, dimension, text, t.page_views, t.events, t.purchases,
-                json.dumps(t.revenue), json.dumps(t.orders), t.visitors.to_bytes(), t.visitors.count(),
-                t.buyers.to_bytes(), t.buyers.count(), t.visits, t.bounces, t.duration_us, t.visit_page_views,
+                site.pk,
+                grain,
+                start,
+                dimension,
+                text,
+                t.page_views,
+                t.events,
+                t.purchases,
+                json.dumps(t.revenue),
+                json.dumps(t.orders),
+                t.visitors.to_bytes(),
+                t.visitors.count(),
+                t.buyers.to_bytes(),
+                t.buyers.count(),
+                t.visits,
+                t.bounces,
+                t.duration_us,
+                t.visit_page_views,
             )  # fmt: skip
         )
     with transaction.atomic():
@@ -140,7 +155,13 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, fina
         RolledBucket.objects.filter(site=site, grain=grain, start=start).delete()
         _insert_rows(rows)
         bucket = RolledBucket.objects.create(
-            site=site, grain=grain, start=start, end=end, timezone=site.timezone, dimensions=sorted(kept), watermark=watermark,
+            site=site,
+            grain=grain,
+            start=start,
+            end=end,
+            timezone=site.timezone,
+            dimensions=sorted(kept),
+            watermark=watermark,
             final=final,
         )
     return bucket
@@ -347,7 +368,18 @@ def _tally(row) -> Tally:
     return t
 
 
-_COUNT_FIELDS = ["grain", "start", "value", "page_views", "events", "purchases", "visits", "bounces", "duration_us", "visit_page_views"]
+_COUNT_FIELDS = [
+    "grain",
+    "start",
+    "value",
+    "page_views",
+    "events",
+    "purchases",
+    "visits",
+    "bounces",
+    "duration_us",
+    "visit_page_views",
+]
 
 
 def _fields(query: Query) -> list[str]:
@@ -433,7 +465,9 @@ def collect(query: Query, *, now: datetime | None = None) -> dict:
     fields = _fields(query)
 
     def rows(dimension, value=None, values=None, prefix=""):
-        qs = Rollup.objects.filter(site_id=query.site_id, dimension=dimension, start__gte=chosen[0].start, start__lt=chosen[-1].end)
+        qs = Rollup.objects.filter(
+            site_id=query.site_id, dimension=dimension, start__gte=chosen[0].start, start__lt=chosen[-1].end
+        )
         if value is not None:
             qs = qs.filter(value=value)
         elif values is not None:

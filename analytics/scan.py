@@ -180,7 +180,9 @@ def _collect_visits(query: Query, start, end, needs_pages: bool):
     visits = {sid: v for sid, v in visits.items() if v.matched}
     if visits and needs_pages:
         _entry_and_exit(window, visits)
-        visits = {sid: v for sid, v in visits.items() if all(f.matches(_session_value(v, f.dimension)) for f in query.session_filters)}
+        visits = {
+            sid: v for sid, v in visits.items() if all(f.matches(_session_value(v, f.dimension)) for f in query.session_filters)
+        }
     return visits, window, set(long_ones)
 
 
@@ -352,4 +354,3 @@ def _entry_and_exit(window, visits):
     for sid, v in visits.items():
         v.entry = firsts[sid][1] if sid in firsts else ""
         v.exit = lasts[sid][1] if sid in lasts else ""
-

@@ -35,7 +35,9 @@ AnalyticsOut = inline_serializer(
         "data": _metrics_serializer("AnalyticsData"),
         "period": Period,
         "series": serializers.ListField(
-            child=inline_serializer(name="SeriesPoint", fields={"date": serializers.CharField(), **{m: _metric_field(m) for m in METRICS}}),
+            child=inline_serializer(
+                name="SeriesPoint", fields={"date": serializers.CharField(), **{m: _metric_field(m) for m in METRICS}}
+            ),
             required=False,
             help_text="With `interval`: one point per bucket, empty buckets zero-filled.",
         ),
@@ -70,20 +72,28 @@ class AnalyticsView(ApiView):
             "timezone (default: the site's). Metric definitions are in the README (Analytics API)."
         ),
         parameters=[
-            OpenApiParameter("start_date", OpenApiTypes.DATE, description="ISO 8601 date (e.g. 2024-01-01); default 29 days before end_date"),
-            OpenApiParameter("end_date", OpenApiTypes.DATE, description=f"ISO 8601 date; default today. Range ≤ {MAX_RANGE_DAYS} days"),
             OpenApiParameter(
-                "metrics", OpenApiTypes.STR,
+                "start_date", OpenApiTypes.DATE, description="ISO 8601 date (e.g. 2024-01-01); default 29 days before end_date"
+            ),
+            OpenApiParameter(
+                "end_date", OpenApiTypes.DATE, description=f"ISO 8601 date; default today. Range ≤ {MAX_RANGE_DAYS} days"
+            ),
+            OpenApiParameter(
+                "metrics",
+                OpenApiTypes.STR,
                 description=f"Comma-separated list of {', '.join(METRICS)}; default page_views,unique_visitors,events",
             ),
             OpenApiParameter(
-                "interval", OpenApiTypes.STR, enum=["hour", "day", "week", "month"],
+                "interval",
+                OpenApiTypes.STR,
+                enum=["hour", "day", "week", "month"],
                 description=f"Adds `series`; hour allows ranges of ≤ {MAX_HOURLY_DAYS} days",
             ),
             OpenApiParameter("breakdown", OpenApiTypes.STR, description=f"Adds `breakdown` by one of {_DIMENSION_NAMES}"),
             OpenApiParameter("limit", OpenApiTypes.INT, description=f"Breakdown rows, 1–{MAX_LIMIT}, default 10"),
             OpenApiParameter(
-                "filters", OpenApiTypes.STR,
+                "filters",
+                OpenApiTypes.STR,
                 description=(
                     "`<dimension><op><value>` joined by `;` (AND); op is `==`, `!=` or `~` (contains, case-insensitive). "
                     "Escape a literal `;` as `\\;` and a backslash as `\\\\`; URL-encode the whole value."
@@ -115,8 +125,15 @@ class AnalyticsView(ApiView):
                         {"date": "2024-01-02", "visits": 50, "revenue": {"EUR": 1500}},
                     ],
                     "query": {
-                        "start_date": "2024-01-01", "end_date": "2024-01-02", "metrics": ["visits", "revenue"],
-                        "timezone": "UTC", "interval": "day", "breakdown": None, "limit": None, "filters": None, "compare": None,
+                        "start_date": "2024-01-01",
+                        "end_date": "2024-01-02",
+                        "metrics": ["visits", "revenue"],
+                        "timezone": "UTC",
+                        "interval": "day",
+                        "breakdown": None,
+                        "limit": None,
+                        "filters": None,
+                        "compare": None,
                     },
                 },
             ),
@@ -131,8 +148,14 @@ class AnalyticsView(ApiView):
                         {"value": "/pricing", "page_views": 300, "bounce_rate": 30.12},
                     ],
                     "query": {
-                        "start_date": "2024-01-01", "end_date": "2024-01-31", "metrics": ["page_views", "bounce_rate"],
-                        "timezone": "UTC", "interval": None, "breakdown": "page", "limit": 2, "filters": "country==DE",
+                        "start_date": "2024-01-01",
+                        "end_date": "2024-01-31",
+                        "metrics": ["page_views", "bounce_rate"],
+                        "timezone": "UTC",
+                        "interval": None,
+                        "breakdown": "page",
+                        "limit": 2,
+                        "filters": "country==DE",
                         "compare": None,
                     },
                 },

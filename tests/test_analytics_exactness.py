@@ -69,7 +69,10 @@ def visit(draw):
             e.update(name="pageview", path=draw(st.sampled_from(PATHS)), country=draw(st.sampled_from(COUNTRIES)),
                      source=draw(st.sampled_from(SOURCES)))  # fmt: skip
         elif kind == 2:
-            e.update(name=draw(st.sampled_from(["signup", "download"])), metadata=draw(st.sampled_from([{}, *({"plan": p} for p in PLANS)])))
+            e.update(
+                name=draw(st.sampled_from(["signup", "download"])),
+                metadata=draw(st.sampled_from([{}, *({"plan": p} for p in PLANS)])),
+            )
         else:
             e.update(name="purchase", price=draw(st.integers(0, 5000)), currency=draw(st.sampled_from(CURRENCIES)),
                      quantity=draw(st.integers(1, 3)), product_name=draw(st.sampled_from(["Pro", "Team"])))  # fmt: skip
@@ -100,7 +103,9 @@ def query(draw):
         params["breakdown"] = breakdown
         params["limit"] = str(draw(st.integers(1, 20)))
     if filters:
-        params["filters"] = ";".join(f"{d}{o}{v.replace(chr(92), chr(92) * 2).replace(';', chr(92) + ';')}" for d, o, v in filters)
+        params["filters"] = ";".join(
+            f"{d}{o}{v.replace(chr(92), chr(92) * 2).replace(';', chr(92) + ';')}" for d, o, v in filters
+        )
     interval = draw(st.none() | st.sampled_from(["hour", "day", "week", "month"]))
     if interval:
         params["interval"] = interval
@@ -178,7 +183,16 @@ def _finish(acc, metrics):
 
 
 def _acc():
-    return {"pv": 0, "ev": 0, "pu": 0, "visitors": set(), "buyers": set(), "rev": defaultdict(int), "orders": defaultdict(int), "visits": {}}
+    return {
+        "pv": 0,
+        "ev": 0,
+        "pu": 0,
+        "visitors": set(),
+        "buyers": set(),
+        "rev": defaultdict(int),
+        "orders": defaultdict(int),
+        "visits": {},
+    }
 
 
 def brute_force(site, params, filters, metrics, breakdown, interval):

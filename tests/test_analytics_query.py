@@ -84,7 +84,11 @@ def test_revenue_is_per_currency_in_minor_units_and_never_summed(api, cast):
     _event(cast.site, when, kind=3, name="purchase", price=1000, quantity=1, currency="EUR", visitor=2)
     body = api.get(
         "/api/v1/analytics",
-        {"start_date": "2024-01-10", "end_date": "2024-01-10", "metrics": "revenue,average_order_value,purchases,conversion_rate"},
+        {
+            "start_date": "2024-01-10",
+            "end_date": "2024-01-10",
+            "metrics": "revenue,average_order_value,purchases,conversion_rate",
+        },
     ).json()
     assert body["data"] == {
         "revenue": {"EUR": 2500, "USD": 2999},
@@ -98,7 +102,13 @@ def test_series_is_zero_filled_in_the_query_timezone(api, cast):
     _event(cast.site, datetime(2024, 1, 1, 23, 30, tzinfo=UTC), visitor=1)  # Jan 2 in Berlin
     body = api.get(
         "/api/v1/analytics",
-        {"start_date": "2024-01-01", "end_date": "2024-01-03", "interval": "day", "timezone": "Europe/Berlin", "metrics": "page_views"},
+        {
+            "start_date": "2024-01-01",
+            "end_date": "2024-01-03",
+            "interval": "day",
+            "timezone": "Europe/Berlin",
+            "metrics": "page_views",
+        },
     ).json()
     assert body["series"] == [
         {"date": "2024-01-01", "page_views": 0},
@@ -115,7 +125,9 @@ def test_a_query_over_the_statement_timeout_is_a_400_not_a_500(api, monkeypatch)
             if connection.vendor == "postgresql":
                 cursor.execute("SELECT pg_sleep(1)")
             else:
-                cursor.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000000) SELECT count(*) FROM n")
+                cursor.execute(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000000) SELECT count(*) FROM n"
+                )
         return {}
 
     monkeypatch.setattr(engine, "STATEMENT_TIMEOUT_MS", 50)
