@@ -66,9 +66,9 @@ GRACE = timedelta(minutes=1)
 MAX_METADATA_KEYS = 20
 MAX_VALUES_PER_DIMENSION = 5000  # a dimension with more values in one bucket is left to raw scans
 INLINE_BUILDS = 2
-CHECK_EVERY = timedelta(seconds=5)  # queries check for late events at most this often
-PREPARE_EVERY = 5.0  # seconds
-LATE_LOOKBACK_IDS = 10_000  # re-check ids just under the cursor: their transactions may commit late
+CHECK_EVERY = timedelta(seconds=60)  # queries advance the late-event cursor at most this often
+PREPARE_EVERY = 60.0  # seconds: inline rollups and cursor checks are housekeeping, not correctness
+LATE_LOOKBACK_IDS = 1_000  # re-check ids just under the cursor: their transactions may commit late
 PAIRS = [("country", "source"), ("country", "page"), ("event_name", "metadata.*")]
 UTC = ZoneInfo("UTC")
 _ADDITIVE = {"page_views": "page_views", "events": "events", "purchases": "purchases", "visits": "visits"}
