@@ -1,6 +1,7 @@
 """``python -m bench generate|query|ingest|batch …`` — see each module's docstring."""
 
 import importlib
+import signal
 import sys
 
 COMMANDS = {
@@ -17,6 +18,9 @@ def main(argv=None):
         print(__doc__)
         print("commands:", ", ".join(COMMANDS))
         return 2
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers a benchmark started
+    # are stopped by its `finally` blocks instead of being orphaned.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     module = importlib.import_module(COMMANDS[argv[0]])
     return module.main(argv[1:])
 
