@@ -110,7 +110,10 @@ class TimestampField(serializers.Field):
     {
         "type": "object",
         "maxProperties": MAX_METADATA_KEYS,
-        "additionalProperties": {"oneOf": [{"type": "string", "maxLength": MAX_METADATA_VALUE}, {"type": "number"}, {"type": "boolean"}], "nullable": True},
+        "additionalProperties": {
+            "oneOf": [{"type": "string", "maxLength": MAX_METADATA_VALUE}, {"type": "number"}, {"type": "boolean"}],
+            "nullable": True,
+        },
     }
 )
 class MetadataField(serializers.Field):
@@ -171,7 +174,10 @@ class EventIn(_CommonIn):
 
 class PurchaseIn(_CommonIn):
     price = StrictIntegerField(
-        label="price", min_value=0, max_value=MAX_PRICE, hint=" in minor units, e.g. 2999 for 29.99",
+        label="price",
+        min_value=0,
+        max_value=MAX_PRICE,
+        hint=" in minor units, e.g. 2999 for 29.99",
         error_messages={"required": "price is required", "null": "price is required"},
     )
     currency = CurrencyField(error_messages={"required": "currency is required", "null": "currency is required"})

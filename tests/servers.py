@@ -53,13 +53,26 @@ def gunicorn_servers(count=1, *, workers=1, **env):
             port = free_port()
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "gunicorn", "infinity.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                     "--workers", str(workers), "--log-level", "warning"],
-                    cwd=ROOT, env=server_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    [
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "infinity.wsgi:application",
+                        "--bind",
+                        f"127.0.0.1:{port}",
+                        "--workers",
+                        str(workers),
+                        "--log-level",
+                        "warning",
+                    ],
+                    cwd=ROOT,
+                    env=server_env(**env),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
                 )
             )
             urls.append(f"http://127.0.0.1:{port}")
-        for url, proc in zip(urls, procs):
+        for url, proc in zip(urls, procs, strict=True):
             _wait_ready(url, proc)
         yield urls
     finally:

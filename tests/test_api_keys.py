@@ -78,7 +78,10 @@ def test_events_only_key_cannot_read_analytics(api, cast):
 
 
 def test_analytics_only_key_cannot_send_events(api, cast):
-    for path, body in [(EVENT, {"event_name": "e"}), ("/api/v1/events/purchase", {"price": 1, "currency": "USD", "product_name": "P"})]:
+    for path, body in [
+        (EVENT, {"event_name": "e"}),
+        ("/api/v1/events/purchase", {"price": 1, "currency": "USD", "product_name": "P"}),
+    ]:
         response = api.post(path, body, key=cast.analytics_key)
         assert response.status_code == 403
         assert response.json()["error"] == {"code": "FORBIDDEN", "message": "This API key lacks the 'events:write' scope"}
@@ -107,7 +110,7 @@ def test_raw_keys_are_never_stored(cast):
         dump = repr(cursor.fetchall())
     for raw in raws:
         assert raw not in dump
-        assert raw[len("im_"):] not in dump
+        assert raw[len("im_") :] not in dump
     assert all(len(row.secret_hash) == 64 for row in ApiKey.objects.all())
 
 

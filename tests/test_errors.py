@@ -70,7 +70,9 @@ def test_empty_body_says_event_name_is_required(api):
     assert error["message"] == "Event name is required"
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml"]
+)
 def test_wrong_content_type_is_415(api, content_type):
     error = envelope(api.post(EVENT, raw='{"event_name": "e"}', content_type=content_type), 415)
     assert error["code"] == "UNSUPPORTED_MEDIA_TYPE"
@@ -110,7 +112,16 @@ def test_unknown_path_is_404_envelope_in_production(anon):
     envelope(anon.get("/api/v1/analytics/x"), 404)
 
 
-@pytest.mark.parametrize("method, path", [("GET", EVENT), ("PUT", EVENT), ("DELETE", "/api/v1/events/purchase"), ("POST", "/api/v1/analytics"), ("PATCH", "/api/v1/analytics")])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", EVENT),
+        ("PUT", EVENT),
+        ("DELETE", "/api/v1/events/purchase"),
+        ("POST", "/api/v1/analytics"),
+        ("PATCH", "/api/v1/analytics"),
+    ],
+)
 def test_wrong_method_is_405(api, method, path):
     response = api.client.generic(method, path, "{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api.key}")
     error = envelope(response, 405)

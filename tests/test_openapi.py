@@ -25,7 +25,9 @@ def test_schema_declares_bearer_auth(schema):
     assert schema["paths"]["/api/v1/events"]["post"]["security"]
 
 
-@pytest.mark.parametrize("path, method", [("/api/v1/events", "post"), ("/api/v1/events/purchase", "post"), ("/api/v1/analytics", "get")])
+@pytest.mark.parametrize(
+    "path, method", [("/api/v1/events", "post"), ("/api/v1/events/purchase", "post"), ("/api/v1/analytics", "get")]
+)
 def test_schema_documents_errors_and_rate_limit_headers(schema, path, method):
     responses = schema["paths"][path][method]["responses"]
     assert {"400", "401", "403", "429", "500"} <= set(responses)

@@ -165,8 +165,12 @@ def _post(url, key):
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
-        conn.request("POST", EVENT, json.dumps({"event_name": "load"}),
-                     {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            EVENT,
+            json.dumps({"event_name": "load"}),
+            {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
         response = conn.getresponse()
         response.read()
         return response.status, response.getheader("X-RateLimit-Reset")
@@ -184,7 +188,7 @@ def test_two_server_processes_share_exactly_one_limit(cast, store):
             Event.objects.all().delete()
             _, raw = create_api_key(site=cast.site)
             with ThreadPoolExecutor(max_workers=16) as pool:
-                results = list(pool.map(lambda i: _post(urls[i % 2], raw), range(1200)))
+                results = list(pool.map(_post, [urls[i % 2] for i in range(1200)], [raw] * 1200))
             if len({reset for _, reset in results}) == 1:
                 break  # the burst fitted in one window
     statuses = [status for status, _ in results]

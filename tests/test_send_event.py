@@ -64,7 +64,12 @@ def test_purchase_is_stored_with_money_fields(api, cast):
     body = {"price": 2999, "currency": "eur", "product_name": "Premium Plan", "quantity": 2, "visitor_id": "u1"}
     event = stored(api.post(PURCHASE, body))
     assert (event.kind, event.name, event.price, event.currency, event.quantity, event.product_name) == (
-        Kind.PURCHASE, "purchase", 2999, "EUR", 2, "Premium Plan",
+        Kind.PURCHASE,
+        "purchase",
+        2999,
+        "EUR",
+        2,
+        "Premium Plan",
     )
     assert event.site == cast.site
 
@@ -112,7 +117,11 @@ EVENT_INVALID = [
     ({"event_name": "e", "timestamp": "2024-13-15T10:00:00Z"}, "timestamp", "timestamp must be an ISO 8601 date-time"),
     ({"event_name": "e", "timestamp": 1705314600}, "timestamp", "timestamp must be an ISO 8601 date-time"),
     ({"event_name": "e", "timestamp": "1969-12-31T23:59:59Z"}, "timestamp", "timestamp must not be before 1970-01-01"),
-    ({"event_name": "e", "timestamp": "2999-01-01T00:00:00Z"}, "timestamp", "timestamp must not be more than 1 hour in the future"),
+    (
+        {"event_name": "e", "timestamp": "2999-01-01T00:00:00Z"},
+        "timestamp",
+        "timestamp must not be more than 1 hour in the future",
+    ),
 ]
 
 
