@@ -35,7 +35,7 @@ from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import parsers, serializers
 from rest_framework.response import Response
 
@@ -91,6 +91,7 @@ class TextJSONParser(parsers.BaseParser):
             raise InvalidJSON(f"Malformed JSON: {exc}") from None
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class _Text(serializers.Field):
     """A string (or null → ""); length is judged by the pipeline, not here."""
 
