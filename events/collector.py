@@ -36,7 +36,7 @@ from django.http import HttpResponse, HttpResponseNotModified
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
-from rest_framework import parsers, serializers
+from rest_framework import serializers
 from rest_framework.response import Response
 
 from accounts.models import Site
@@ -47,7 +47,7 @@ from infinity.throttling import CollectorThrottle
 
 from . import enrich
 from .models import Event, Kind
-from .parsers import InvalidJSON, StrictJSONParser, loads_strict, read_body
+from .parsers import StrictJSONParser
 from .serializers import MetadataField, NameField
 from .sessions import assign_session
 from .visitors import tracker_visitor_ids
@@ -75,20 +75,10 @@ DROP_COUNTS: Counter = Counter()
 
 # --- Input ------------------------------------------------------------------------------
 
-class TextJSONParser(parsers.BaseParser):
+class TextJSONParser(StrictJSONParser):
     """JSON sent as ``text/plain`` (a CORS "simple request"): same strict rules as JSON."""
 
     media_type = "text/plain"
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        view = (parser_context or {}).get("view")
-        data = read_body(stream, getattr(view, "max_body_bytes", None) or settings.MAX_BODY_BYTES)
-        if not data.strip():
-            raise InvalidJSON("Request body must be a JSON object")
-        try:
-            return loads_strict(data)
-        except ValueError as exc:
-            raise InvalidJSON(f"Malformed JSON: {exc}") from None
 
 
 @extend_schema_field(OpenApiTypes.STR)
