@@ -1,8 +1,8 @@
 """The ingestion pipeline: one validated value in, one committed row out.
 
 Server API: the serializer has already validated the body; ``ingest_event`` and
-``ingest_purchase`` hash the visitor and write the row. Django runs in autocommit mode,
-so ``create`` returns only after COMMIT: acknowledged means stored.
+``ingest_purchase`` hash the visitor, find its session and write the row. Django runs in
+autocommit mode, so the INSERT returns only after COMMIT: acknowledged means stored.
 """
 
 from datetime import datetime
@@ -20,14 +20,6 @@ PURCHASE_EVENT_NAME = "purchase"
 
 def _visitor(site: Site, visitor_id: str | None) -> int | None:
     return None if visitor_id is None else hash_caller_visitor(site_id=site.pk, visitor_id=visitor_id)
-
-
-def _visitor_and_session(site: Site, visitor_id: str | None, occurred_at: datetime) -> dict:
-    visitor = _visitor(site, visitor_id)
-    if visitor is None:
-        return {"visitor": None, "session": None}
-    visitor, session = assign_session(site_id=site.pk, visitor=visitor, occurred_at=occurred_at)
-    return {"visitor": visitor, "session": session}
 
 
 _INSERT_SQL = None
