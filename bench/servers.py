@@ -38,15 +38,25 @@ def server_command(server: str, port: int, workers: int, threads: int) -> list[s
 
 
 @contextlib.contextmanager
-def running_server(*, server="gunicorn", workers=2, threads=4, env=None, ready_path="/bench/bare", timeout=30):
-    """Start the app under ``server`` on a free loopback port; yield its base URL; stop it."""
+def running_server(
+    *, server="gunicorn", workers=2, threads=4, env=None, settings_module="bench.settings", ready_path="/bench/bare", timeout=30
+):
+    """Start the app under ``server`` on a free loopback port; yield its base URL; stop it.
+
+    ``env`` is laid over this process's environment; a ``None`` value removes that variable.
+    The test suite uses this too, with the production settings module.
+    """
     port = free_port()
     command = server_command(server, port, workers, threads)
     if not os.path.exists(command[0]):
         raise SystemExit(f"{command[0]} is not installed (pip install {os.path.basename(command[0])})")
     full_env = dict(os.environ)
-    full_env.update(env or {})
-    full_env["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = str(value)
+    full_env["DJANGO_SETTINGS_MODULE"] = settings_module
     full_env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(command, cwd=ROOT, env=full_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip

@@ -5,21 +5,47 @@ Server API: the serializer has already validated the body; ``ingest_event`` and
 autocommit mode, so the INSERT returns only after COMMIT: acknowledged means stored.
 """
 
+import json
+from bisect import bisect_left, insort
 from datetime import datetime
 
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Site
 
 from .models import Event, Kind
-from .sessions import assign_session
+from .sessions import SESSION_GAP, assign_session, new_session_id
 from .visitors import hash_caller_visitor
 
 PURCHASE_EVENT_NAME = "purchase"
+# Kinds of batch items, as the batch body names them.
+BATCH_EVENT = "event"
+BATCH_PURCHASE = "purchase"
 
 
 def _visitor(site: Site, visitor_id: str | None) -> int | None:
     return None if visitor_id is None else hash_caller_visitor(site_id=site.pk, visitor_id=visitor_id)
+
+
+def _event_row(site: Site, kind: str, data: dict, *, now, visitor: int | None) -> dict:
+    """Validated ``EventIn``/``PurchaseIn`` data → Event fields; the session is chosen at store time."""
+    row = {
+        "site_id": site.pk,
+        "occurred_at": data["timestamp"] or now,
+        "received_at": now,
+        "visitor": visitor,
+        "session": None,
+        "metadata": data["metadata"],
+    }
+    if kind == BATCH_PURCHASE:
+        row.update(
+            kind=int(Kind.PURCHASE), name=PURCHASE_EVENT_NAME, price=data["price"], currency=data["currency"],
+            quantity=data["quantity"], product_name=data["product_name"],
+        )  # fmt: skip
+    else:
+        row.update(kind=int(Kind.CUSTOM), name=data["event_name"])
+    return row
 
 
 _INSERT_SQL = None
@@ -33,10 +59,6 @@ def _insert_sql():
     """
     global _INSERT_SQL
     if _INSERT_SQL is None:
-        from django.db import connection
-
-        from .sessions import SESSION_GAP
-
         qn = connection.ops.quote_name
         table = qn(Event._meta.db_table)
         fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
@@ -65,10 +87,6 @@ def _store(event: Event) -> Event:
     measured ~2 ms of CPU less per request than ``assign_session`` + ``objects.create``.
     Elsewhere: exactly those two steps.
     """
-    from django.db import connection
-
-    from .sessions import new_session_id
-
     if connection.vendor != "postgresql":
         if event.visitor is not None:
             event.visitor, event.session = assign_session(
@@ -94,18 +112,8 @@ def _store(event: Event) -> Event:
 
 def ingest_event(*, site: Site, event_name: str, metadata: dict, visitor_id: str | None, timestamp: datetime | None) -> Event:
     """Store one custom event for ``site``."""
-    now = timezone.now()
-    return _store(
-        Event(
-            site=site,
-            kind=Kind.CUSTOM,
-            name=event_name,
-            occurred_at=timestamp or now,
-            received_at=now,
-            visitor=_visitor(site, visitor_id),
-            metadata=metadata,
-        )
-    )
+    data = {"event_name": event_name, "metadata": metadata, "timestamp": timestamp}
+    return _store(Event(**_event_row(site, BATCH_EVENT, data, now=timezone.now(), visitor=_visitor(site, visitor_id))))
 
 
 def ingest_purchase(
@@ -120,33 +128,10 @@ def ingest_purchase(
     timestamp: datetime | None,
 ) -> Event:
     """Store one purchase for ``site``: ``price`` per unit in minor units of ``currency``."""
-    now = timezone.now()
-    return _store(
-        Event(
-            site=site,
-            kind=Kind.PURCHASE,
-            name=PURCHASE_EVENT_NAME,
-            occurred_at=timestamp or now,
-            received_at=now,
-            visitor=_visitor(site, visitor_id),
-            metadata=metadata,
-            price=price,
-            currency=currency,
-            quantity=quantity,
-            product_name=product_name,
-        )
-    )
+    data = {"price": price, "currency": currency, "product_name": product_name, "quantity": quantity,
+            "metadata": metadata, "timestamp": timestamp}  # fmt: skip
+    return _store(Event(**_event_row(site, BATCH_PURCHASE, data, now=timezone.now(), visitor=_visitor(site, visitor_id))))
 
-
-# --- Batches (POST /api/v1/events/batch) ---------------------------------------------
-#
-# A batch is stored in one transaction. On PostgreSQL the rows go through COPY with ids
-# taken from the table's sequence beforehand (so each item still gets its event_id), and
-# sessions come from one LATERAL query for the whole batch; other databases use
-# bulk_create. Either way sessions follow ``assign_session``'s rule item by item.
-
-BATCH_EVENT = "event"
-BATCH_PURCHASE = "purchase"
 
 _NEARBY_SQL = """
 SELECT b.i, e.occurred_at, e.session
@@ -163,8 +148,6 @@ CROSS JOIN LATERAL (
 def _stored_nearby(site_id: int, rows: list[dict]) -> dict[int, tuple]:
     """For each row (by index in ``rows``), the latest stored event of its visitor within
     30 minutes either side, as (occurred_at, session)."""
-    from django.db import connection
-
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             cur.execute(
@@ -177,8 +160,6 @@ def _stored_nearby(site_id: int, rows: list[dict]) -> dict[int, tuple]:
                 ],
             )
             return {i - 1: (occurred_at, session) for i, occurred_at, session in cur.fetchall()}
-    from .sessions import SESSION_GAP
-
     times = [r["occurred_at"] for r in rows]
     stored: dict[int, list] = {}
     for visitor, occurred_at, session in Event.objects.filter(
@@ -203,10 +184,6 @@ def _assign_sessions_bulk(site_id: int, rows: list[dict]) -> None:
     Each row joins the latest event of its visitor within 30 minutes either side — stored
     already or earlier in this batch — or starts a session (id from ``new_session_id``).
     """
-    from bisect import bisect_left, insort
-
-    from .sessions import SESSION_GAP, new_session_id
-
     with_visitor = [row for row in rows if row["visitor"] is not None]
     if not with_visitor:
         return
@@ -237,8 +214,6 @@ def _copy_text(value) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (dict, list)):
-        import json
-
         return json.dumps(value).translate(_COPY_ESCAPES)
     return str(value)
 
@@ -251,10 +226,6 @@ def _copy_plan():
     """
     global _COPY_PLAN
     if _COPY_PLAN is None:
-        import json
-
-        from django.db import connection
-
         fields = Event._meta.concrete_fields
         columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
         sql = f"COPY {connection.ops.quote_name(Event._meta.db_table)} ({columns}) FROM STDIN"
@@ -284,8 +255,6 @@ def _copy_plan():
 
 def _copy_rows(rows: list[dict]) -> list[int]:
     """COPY ``rows`` (PostgreSQL) with ids drawn from the table's sequence first."""
-    from django.db import connection
-
     sql, template, format_row = _copy_plan()
     with connection.cursor() as cur:
         cur.execute(
@@ -306,8 +275,6 @@ def _copy_rows(rows: list[dict]) -> list[int]:
 def ingest_batch(*, site: Site, items: list[tuple[str, dict]]) -> list[int]:
     """Store validated batch items — ``(BATCH_EVENT | BATCH_PURCHASE, validated_data)`` — in one
     transaction; returns their event ids (``evt_<id>``) in input order, committed."""
-    from django.db import connection, transaction
-
     now = timezone.now()
     rows = []
     visitors: dict = {None: None}
@@ -315,22 +282,7 @@ def ingest_batch(*, site: Site, items: list[tuple[str, dict]]) -> list[int]:
         visitor_id = data["visitor_id"]
         if visitor_id not in visitors:
             visitors[visitor_id] = _visitor(site, visitor_id)
-        row = {
-            "site_id": site.pk,
-            "occurred_at": data["timestamp"] or now,
-            "received_at": now,
-            "visitor": visitors[visitor_id],
-            "session": None,
-            "metadata": data["metadata"],
-        }
-        if kind == BATCH_PURCHASE:
-            row.update(
-                kind=int(Kind.PURCHASE), name=PURCHASE_EVENT_NAME, price=data["price"], currency=data["currency"],
-                quantity=data["quantity"], product_name=data["product_name"],
-            )  # fmt: skip
-        else:
-            row.update(kind=int(Kind.CUSTOM), name=data["event_name"])
-        rows.append(row)
+        rows.append(_event_row(site, kind, data, now=now, visitor=visitors[visitor_id]))
     with transaction.atomic():
         _assign_sessions_bulk(site.pk, rows)
         if connection.vendor == "postgresql":

@@ -1,7 +1,8 @@
 """The one error shape: ``{"error": {"code": "UPPER_SNAKE", "message": "…"}}``.
 
-DRF exceptions go through ``api_exception_handler``; Django's own 400/403/404/405/413/500
-paths under /api/v1 come through ``error_response`` via the handlers and middleware.
+DRF exceptions go through ``api_exception_handler``. Everything else under /api/v1 —
+Django's own 400/403/404 pages and unhandled exceptions — is rewritten into the envelope by
+``infinity.middleware.ApiEnvelopeMiddleware``, the outermost middleware, via ``error_response``.
 """
 
 import logging
@@ -99,24 +100,3 @@ def api_exception_handler(exc, context):
         return Response(envelope(status, message, code), status=status, headers=headers)
     return None  # unexpected: Django's 500 handler answers in the envelope
 
-
-def _django_handler(status, default):
-    def handler(request, exception=None, **kwargs):
-        if is_api_path(request.path):
-            message = f"No endpoint at {request.path}" if status == 404 else None
-            return error_response(status, message)
-        return default(request, exception) if exception is not None or status != 500 else default(request)
-
-    return handler
-
-
-def _defaults():
-    from django.views import defaults
-
-    return defaults
-
-
-handler400 = _django_handler(400, lambda r, e: _defaults().bad_request(r, e))
-handler403 = _django_handler(403, lambda r, e: _defaults().permission_denied(r, e))
-handler404 = _django_handler(404, lambda r, e: _defaults().page_not_found(r, e))
-handler500 = _django_handler(500, lambda r: _defaults().server_error(r))

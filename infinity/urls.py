@@ -7,7 +7,6 @@ from analytics.views import AnalyticsView
 from events.batch import BatchView
 from events.collector import CollectorView, tracking_script
 from events.views import EventView, PurchaseView
-from infinity import errors
 
 api = [
     path("events", EventView.as_view(), name="events"),
@@ -25,8 +24,3 @@ urlpatterns = [
     path("js/script.js", tracking_script, name="tracking-script"),
     *[path(f"api/v1/{p.pattern}", p.callback, name=p.name) for p in api],
 ]
-
-handler400 = errors.handler400
-handler403 = errors.handler403
-handler404 = errors.handler404
-handler500 = errors.handler500

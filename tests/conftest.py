@@ -1,6 +1,7 @@
 """The fixed cast: a site with a full key, the same site with narrowed keys, an outsider.
 
-Every test gets its own rate-limit namespace, so counters never leak between tests.
+Every test gets its own rate-limit namespace and empty in-process caches, so nothing leaks
+between tests.
 """
 
 import uuid
@@ -10,6 +11,8 @@ from rest_framework.test import APIClient
 
 from accounts.keys import create_api_key
 from accounts.models import SCOPE_ANALYTICS_READ, SCOPE_EVENTS_WRITE, Site
+from events.collector import forget_cached_sites
+from events.visitors import forget_cached_salts
 from infinity import throttling
 
 
@@ -20,6 +23,16 @@ def _isolated_rate_limits(settings, tmp_path):
     throttling.reset_store()
     yield
     throttling.reset_store()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """The collector's site cache and the salt cache are per process: no test sees another's."""
+    forget_cached_sites()
+    forget_cached_salts()
+    yield
+    forget_cached_sites()
+    forget_cached_salts()
 
 
 class Cast:

@@ -13,7 +13,6 @@ from rest_framework.test import APIClient
 from accounts.models import Site
 from events.collector import MAX_COLLECTOR_BODY, DropReason, Hit, collect, forget_cached_sites
 from events.models import Event, Kind
-from events.visitors import forget_cached_salts
 
 COLLECT = "/api/v1/collect"
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
@@ -24,15 +23,6 @@ IPHONE = (
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 PUBLIC_IP = "81.2.69.142"  # registered in GB
 GERMAN_IP = "80.128.0.1"  # registered in DE
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    forget_cached_sites()
-    forget_cached_salts()
-    yield
-    forget_cached_sites()
-    forget_cached_salts()
 
 
 def page_view(**overrides):

@@ -17,9 +17,7 @@ from django.db import connections
 
 from accounts.keys import create_api_key
 from accounts.models import Site
-from events.collector import forget_cached_sites
 from events.models import Event, Kind
-from events.visitors import forget_cached_salts
 from tests.conftest import Api
 
 CHROMIUM = shutil.which("chromium")
@@ -114,8 +112,6 @@ def wait_for(predicate, timeout=15.0):
 
 
 def test_pages_in_chromium_show_up_in_analytics(transactional_db, settings, live_server, site_server, chromium):
-    forget_cached_sites()
-    forget_cached_salts()
     settings.TRUSTED_PROXIES = ["127.0.0.1/32", "::1/128"]
     site = Site.objects.create(domain="localhost", name="Test site")
     _, key = create_api_key(site=site, name="browser test")

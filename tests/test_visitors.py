@@ -2,26 +2,16 @@
 
 from datetime import UTC, datetime
 
-import pytest
 import time_machine
 from django.core.management import call_command
 
-from events.collector import Hit, collect, forget_cached_sites
+from events.collector import Hit, collect
 from events.models import Event, Salt
 from events.visitors import forget_cached_salts, rotate_salts, tracker_visitor_ids
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IP = "81.2.69.142"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    forget_cached_sites()
-    forget_cached_salts()
-    yield
-    forget_cached_sites()
-    forget_cached_salts()
 
 
 def at(text):
