@@ -4,7 +4,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from .keys import assign_new_secret, parse_scopes
+from .keys import announce_key_change, assign_new_secret, parse_scopes
 from .models import ALL_SCOPES, ApiKey, Site
 
 
@@ -87,6 +87,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected API keys")
     def revoke_selected(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        announce_key_change()
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 
 

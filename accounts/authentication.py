@@ -1,12 +1,17 @@
 from rest_framework import authentication, exceptions
 
-from .keys import touch_last_used, verify_key
+from .keys import confirm_key, generation_key, key_generation, lookup_key, touch_last_used
 
 INVALID_KEY_MESSAGE = "Invalid or missing API key"
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer <key>`` → (None, ApiKey). Only the header is accepted."""
+    """``Authorization: Bearer <key>`` → (None, ApiKey). Only the header is accepted.
+
+    A key this worker has cached is accepted provisionally; ``confirm`` (called by
+    ``ApiView`` after the rate limit) checks it against the shared key generation, which the
+    rate limiter reads in its own round trip: a cached key costs no query and no extra trip.
+    """
 
     keyword = "Bearer"
 
@@ -17,11 +22,34 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         parts = header.split()
         if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
             raise exceptions.AuthenticationFailed(INVALID_KEY_MESSAGE)
-        api_key = verify_key(parts[1])
+        api_key, seen = lookup_key(parts[1])
         if api_key is None:
             raise exceptions.AuthenticationFailed(INVALID_KEY_MESSAGE)
-        touch_last_used(api_key)
+        django_request = request._request
+        django_request.key_to_confirm = (parts[1], api_key, seen)
+        django_request.shared_read = generation_key()  # the rate limiter reads it for us
         return (None, api_key)
+
+    @staticmethod
+    def confirm(request):
+        """The key, confirmed against the current key generation (AuthenticationFailed if it
+        was revoked or deleted meanwhile); records its use."""
+        django_request = request._request
+        pending = getattr(django_request, "key_to_confirm", None)
+        if pending is None:
+            return
+        del django_request.key_to_confirm
+        raw, api_key, seen = pending
+        current = getattr(django_request, "shared_value", None)
+        if current is None:
+            current = key_generation()
+        confirmed = confirm_key(raw, api_key, seen, current)
+        if confirmed is None:
+            request.user, request.auth = None, None
+            raise exceptions.AuthenticationFailed(INVALID_KEY_MESSAGE)
+        if confirmed is not api_key:
+            request.auth = confirmed
+        touch_last_used(confirmed)
 
     def authenticate_header(self, request):
         return self.keyword

@@ -5,15 +5,19 @@ Server API: the serializer has already validated the body; ``ingest_event`` and
 autocommit mode, so the INSERT returns only after COMMIT: acknowledged means stored.
 """
 
+import contextlib
 import json
+import time
 from bisect import bisect_left, insort
 from datetime import datetime
 
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Site
 
+from .groupcommit import GroupWriter
 from .models import Event, Kind
 from .sessions import SESSION_GAP, assign_session, new_session_id
 from .visitors import hash_caller_visitor
@@ -48,72 +52,103 @@ def _event_row(site: Site, kind: str, data: dict, *, now, visitor: int | None) -
     return row
 
 
-_INSERT_SQL = None
+_INSERT_PLAN = None
 
 
-def _insert_sql():
-    """INSERT of every column, the session chosen in the same statement; built once.
+def _insert_plan():
+    """(one INSERT for any number of rows, rows → its array parameters); built once from the model.
 
-    ``session`` = the latest session of the visitor within 30 minutes either side (the
-    rule of ``assign_session``), else the id computed for a new one.
+    The rows arrive as one array per column (``unnest``), so the statement is prepared once
+    and PostgreSQL plans it once per connection. Each row's ``session`` is the latest session
+    of its visitor within 30 minutes either side (the rule of ``assign_session``), else the
+    id computed for a new one. Rows of one statement do not see each other, exactly like
+    concurrent requests; ``sessions.py`` explains why simultaneous first hits still agree.
     """
-    global _INSERT_SQL
-    if _INSERT_SQL is None:
+    global _INSERT_PLAN
+    if _INSERT_PLAN is None:
         qn = connection.ops.quote_name
         table = qn(Event._meta.db_table)
         fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
-        values = []
+        arrays, columns, getters = [], [], []
         for f in fields:
+            name = qn(f.column)
+            arrays.append(f"%s::{f.db_type(connection)}[]")
             if f.attname == "session":
-                values.append(
-                    f"COALESCE((SELECT e.{qn('session')} FROM {table} e WHERE e.{qn('site_id')} = %s AND e.{qn('visitor')} = %s"
-                    f" AND e.{qn('session')} IS NOT NULL AND e.{qn('occurred_at')} > %s AND e.{qn('occurred_at')} < %s"
-                    f" ORDER BY e.{qn('occurred_at')} DESC LIMIT 1), %s)"
+                columns.append(
+                    f"COALESCE((SELECT e.{name} FROM {table} e WHERE e.{qn('site_id')} = b.{qn('site_id')}"
+                    f" AND e.{qn('visitor')} = b.{qn('visitor')} AND e.{name} IS NOT NULL"
+                    f" AND e.{qn('occurred_at')} > b.{qn('occurred_at')} - interval '30 minutes'"
+                    f" AND e.{qn('occurred_at')} < b.{qn('occurred_at')} + interval '30 minutes'"
+                    f" ORDER BY e.{qn('occurred_at')} DESC LIMIT 1), b.{name})"
                 )
             else:
-                values.append("%s")
+                columns.append(f"b.{name}")
+            if f.has_default() and not callable(f.default):
+                value = f"r.get({f.attname!r}, {f.default!r})"  # e.g. the empty page fields of a custom event
+            elif f.null and not f.has_default():
+                value = f"r.get({f.attname!r})"
+            else:
+                value = f"r[{f.attname!r}]"
+            if f.get_internal_type() == "JSONField":
+                value = f"_Jsonb({value})"
+            getters.append(f"[{value} for r in rows]")
+        names = ", ".join(qn(f.column) for f in fields)
         sql = (
-            f"INSERT INTO {table} ({', '.join(qn(f.column) for f in fields)}) VALUES ({', '.join(values)}) "
-            f"RETURNING {qn('id')}, {qn('session')}"
+            f"INSERT INTO {table} ({names}) SELECT {', '.join(columns)} "
+            f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS b({names}, ord) ORDER BY b.ord RETURNING {qn('id')}"
         )
-        _INSERT_SQL = (sql, fields, SESSION_GAP)
-    return _INSERT_SQL
+        from psycopg.types.json import Jsonb
+
+        namespace = {"_Jsonb": Jsonb}
+        exec(f"def _params(rows):\n    return [{', '.join(getters)}]\n", namespace)  # noqa: S102 - code built from model metadata only
+        _INSERT_PLAN = (sql, namespace["_params"])
+    return _INSERT_PLAN
 
 
-def _store(event: Event) -> Event:
-    """Insert ``event`` (visitor hashed, session unset) with its session; committed on return.
+def store_rows(rows: list[dict]) -> list[int]:
+    """Insert ``_event_row``s (visitors hashed) with their sessions in one transaction; their ids,
+    committed on return.
 
-    PostgreSQL: one statement (session lookup + INSERT), no ORM query compilation —
-    measured ~2 ms of CPU less per request than ``assign_session`` + ``objects.create``.
-    Elsewhere: exactly those two steps.
+    PostgreSQL: one prepared statement on a server-side-binding cursor, whatever the number
+    of rows — no ORM, no per-row round trip. Elsewhere: ``assign_session`` then the ORM's
+    insert, row by row in one transaction (later rows see earlier ones).
     """
     if connection.vendor != "postgresql":
-        if event.visitor is not None:
-            event.visitor, event.session = assign_session(
-                site_id=event.site_id, visitor=event.visitor, occurred_at=event.occurred_at
-            )
-        event.save(force_insert=True)
-        return event
-    sql, fields, gap = _insert_sql()
-    params = []
-    for f in fields:
-        if f.attname == "session":
-            new = None if event.visitor is None else new_session_id(visitor=event.visitor, started_at=event.occurred_at)
-            params += [event.site_id, event.visitor, event.occurred_at - gap, event.occurred_at + gap, new]
-        else:
-            params.append(f.get_db_prep_save(getattr(event, f.attname), connection))
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        event.id, event.session = cur.fetchone()
-    event._state.adding = False
-    event._state.db = connection.alias
-    return event
+        ids = []
+        with transaction.atomic() if len(rows) > 1 else contextlib.nullcontext():
+            for row in rows:
+                event = Event(**row)
+                if event.visitor is not None:
+                    event.visitor, event.session = assign_session(
+                        site_id=event.site_id, visitor=event.visitor, occurred_at=event.occurred_at
+                    )
+                event.save(force_insert=True)
+                ids.append(event.id)
+        return ids
+    sql, make_params = _insert_plan()
+    for row in rows:
+        if row["visitor"] is not None:
+            row["session"] = new_session_id(visitor=row["visitor"], started_at=row["occurred_at"])
+    params = make_params(rows)
+    connection.ensure_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+        cur.execute(sql, params, prepare=True)
+        ids = [event_id for (event_id,) in cur.fetchall()]
+    if connection.queries_logged:  # DEBUG and the test suite's query counts see it like any other query
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    if len(ids) != len(rows):
+        raise RuntimeError(f"inserted {len(ids)} rows for {len(rows)}")
+    return ids
 
 
-def ingest_event(*, site: Site, event_name: str, metadata: dict, visitor_id: str | None, timestamp: datetime | None) -> Event:
-    """Store one custom event for ``site``."""
+_writer = GroupWriter(store_rows)
+
+
+def ingest_event(*, site: Site, event_name: str, metadata: dict, visitor_id: str | None, timestamp: datetime | None) -> int:
+    """Store one custom event for ``site``; its id."""
     data = {"event_name": event_name, "metadata": metadata, "timestamp": timestamp}
-    return _store(Event(**_event_row(site, BATCH_EVENT, data, now=timezone.now(), visitor=_visitor(site, visitor_id))))
+    return _writer.write(_event_row(site, BATCH_EVENT, data, now=timezone.now(), visitor=_visitor(site, visitor_id)))
 
 
 def ingest_purchase(
@@ -126,11 +161,11 @@ def ingest_purchase(
     metadata: dict,
     visitor_id: str | None,
     timestamp: datetime | None,
-) -> Event:
-    """Store one purchase for ``site``: ``price`` per unit in minor units of ``currency``."""
+) -> int:
+    """Store one purchase for ``site``: ``price`` per unit in minor units of ``currency``; its id."""
     data = {"price": price, "currency": currency, "product_name": product_name, "quantity": quantity,
             "metadata": metadata, "timestamp": timestamp}  # fmt: skip
-    return _store(Event(**_event_row(site, BATCH_PURCHASE, data, now=timezone.now(), visitor=_visitor(site, visitor_id))))
+    return _writer.write(_event_row(site, BATCH_PURCHASE, data, now=timezone.now(), visitor=_visitor(site, visitor_id)))
 
 
 _NEARBY_SQL = """

@@ -8,6 +8,7 @@ from infinity.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS
 from infinity.throttling import EventsThrottle
 
 from .ingest import ingest_event, ingest_purchase
+from .models import Event
 from .openapi import EVENT_EXAMPLES, PURCHASE_EXAMPLES, EventAccepted
 from .serializers import EventIn, PurchaseIn
 
@@ -38,8 +39,8 @@ class _SendView(ApiView):
     def post(self, request):
         data = self.input(data=request.data)
         data.is_valid(raise_exception=True)
-        event = type(self).ingest(site=request.auth.site, **data.validated_data)
-        return Response({"success": True, "event_id": event.public_id}, status=201)
+        event_id = type(self).ingest(site=request.auth.site, **data.validated_data)
+        return Response({"success": True, "event_id": f"{Event.PUBLIC_PREFIX}{event_id}"}, status=201)
 
 
 @_send_schema("send_event", "Send Event", "Send a custom event to your analytics.", EventIn, EVENT_EXAMPLES)

@@ -3,6 +3,8 @@
 from rest_framework import exceptions
 from rest_framework.views import APIView
 
+from accounts.authentication import ApiKeyAuthentication
+
 
 class ApiView(APIView):
     """Runs throttles before permissions, so a bad or missing key is still counted.
@@ -24,4 +26,5 @@ class ApiView(APIView):
         self.check_throttles(request)
         if auth_error is not None:
             raise auth_error
+        ApiKeyAuthentication.confirm(request)
         self.check_permissions(request)

@@ -60,7 +60,10 @@ def database_from_url(url):
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             "CONN_MAX_AGE": env_int("CONN_MAX_AGE", 60),
-            "CONN_HEALTH_CHECKS": True,
+            # Off by default: a "SELECT 1" before every request's first query costs a round trip.
+            # Without it, a connection the server dropped fails one request with a 503
+            # (Retry-After) and is then replaced; DB_HEALTH_CHECKS=true trades speed for that.
+            "CONN_HEALTH_CHECKS": env_bool("DB_HEALTH_CHECKS", False),
             "OPTIONS": options,
         }
     if parts.scheme == "sqlite":

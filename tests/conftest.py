@@ -9,7 +9,7 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.keys import create_api_key
+from accounts.keys import create_api_key, forget_cached_keys
 from accounts.models import SCOPE_ANALYTICS_READ, SCOPE_EVENTS_WRITE, Site
 from events.collector import forget_cached_sites
 from events.visitors import forget_cached_salts
@@ -27,12 +27,15 @@ def _isolated_rate_limits(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    """The collector's site cache and the salt cache are per process: no test sees another's."""
+    """The collector's site cache, the salt cache and the key cache are per process: no test
+    sees another's."""
     forget_cached_sites()
     forget_cached_salts()
+    forget_cached_keys()
     yield
     forget_cached_sites()
     forget_cached_salts()
+    forget_cached_keys()
 
 
 class Cast:

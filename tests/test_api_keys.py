@@ -9,9 +9,10 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import formats, timezone
 
-from accounts.keys import create_api_key, revoke_key, touch_last_used, verify_key
+from accounts.keys import announce_key_change, create_api_key, revoke_key, touch_last_used, verify_key
 from accounts.models import ApiKey, Site
 from events.models import Event
+from infinity import throttling
 
 EVENT = "/api/v1/events"
 ANALYTICS = "/api/v1/analytics"
@@ -119,15 +120,44 @@ def test_key_format_has_prefix_and_160_plus_bits(cast):
     assert key_row(cast.key).prefix == cast.key[:9]
 
 
-def test_key_lookup_is_one_query(cast, django_assert_num_queries):
-    verify_key(cast.key)  # warm
+def test_key_lookup_is_one_query_then_cached_until_a_key_changes(cast, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        assert verify_key(cast.key).site == cast.site
+    with django_assert_num_queries(0):
+        assert verify_key(cast.key).site == cast.site
+    create_api_key(site=cast.outsider_site)  # any key or site change is announced to every worker
     with django_assert_num_queries(1):
         assert verify_key(cast.key).site == cast.site
 
 
-def test_one_event_costs_key_lookup_and_insert(api, cast, django_assert_num_queries):
-    api.post(EVENT, {"event_name": "warm"})  # sets last_used_at
-    with django_assert_num_queries(2):
+def test_key_cache_is_not_used_without_the_shared_store(cast, settings, django_assert_num_queries):
+    settings.RATELIMIT_STORE_PATH = "/nonexistent/dir/ratelimit.sqlite3"  # the store is down
+    throttling.reset_store()
+    verify_key(cast.key)
+    with django_assert_num_queries(1):
+        assert verify_key(cast.key).site == cast.site
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda key: revoke_key(key), id="revoke_key"),
+        pytest.param(lambda key: ApiKey.objects.filter(pk=key.pk).delete(), id="key deleted"),
+        pytest.param(lambda key: key.site.delete(), id="site deleted"),
+        pytest.param(
+            lambda key: (ApiKey.objects.filter(pk=key.pk).update(scopes=[]), announce_key_change()), id="bulk update + announce"
+        ),
+    ],
+)
+def test_a_cached_key_is_refused_on_the_next_request_after_a_change(api, cast, change):
+    assert api.post(EVENT, {"event_name": "warm"}).status_code == 201  # cached now
+    change(key_row(cast.key))
+    assert api.post(EVENT, {"event_name": "after"}).status_code in (401, 403)
+
+
+def test_one_event_costs_one_insert_with_a_cached_key(api, cast, django_assert_num_queries):
+    api.post(EVENT, {"event_name": "warm"})  # caches the key, sets last_used_at
+    with django_assert_num_queries(1):
         assert api.post(EVENT, {"event_name": "e"}).status_code == 201
 
 
