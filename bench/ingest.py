@@ -1,7 +1,7 @@
 """Ingestion benchmark: ``POST /api/v1/events`` against a bare Django view, in one run.
 
     python -m bench ingest [--db bench_ingest] [--duration 30] [--connections 32]
-                           [--server gunicorn|gunicorn:gthread|granian] [--workers 2] [--threads 4]
+                           [--server gunicorn:gthread|gunicorn|granian] [--workers 2] [--threads 8]
 
 Starts the app (PostgreSQL from ``--db``/DATABASE_URL, Redis throttles from REDIS_URL,
 default redis://127.0.0.1:6379/0, the events limit raised for the run), warms it up, then
@@ -80,9 +80,9 @@ def main(argv=None):
     parser.add_argument("--db", help="PostgreSQL database (name or URL); default DATABASE_URL or bench_ingest")
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--server", default="gunicorn")
+    parser.add_argument("--server", default="gunicorn:gthread", help="default: what scripts/serve runs")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--visitors", type=int, default=20000, help="distinct visitor_ids cycled through")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--no-wrk", action="store_true", help="skip the wrk cross-check of the baseline")

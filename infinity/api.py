@@ -28,3 +28,4 @@ class ApiView(APIView):
             raise auth_error
         ApiKeyAuthentication.confirm(request)
         self.check_permissions(request)
+

@@ -209,6 +209,8 @@ def test_awkward_text_round_trips(api):
         {"price": -1, "currency": "USD", "product_name": "p"},
         {"price": 1, "currency": "XYZ", "product_name": "p", "quantity": 0},
         {},
+        ["not", "an", "object"],
+        "text",
     ],
 )
 def test_batch_validation_equals_the_serializers(item):
@@ -216,14 +218,14 @@ def test_batch_validation_equals_the_serializers(item):
     from django.utils import timezone
     from rest_framework import serializers
 
-    from events.batch import _item_error, _ItemValidator
-    from events.serializers import EventIn, PurchaseIn
+    from events.batch import _item_error
+    from events.serializers import BoundValidator, EventIn, PurchaseIn
 
     context = {"now": timezone.now()}
     for cls in (EventIn, PurchaseIn):
         reference = cls(data=item, context=context)
         try:
-            got = _ItemValidator(cls, context)(item)
+            got = BoundValidator(cls, context)(item)
         except serializers.ValidationError as exc:
             assert not reference.is_valid()
             assert _item_error(exc.detail) == _item_error(reference.errors)

@@ -1,0 +1,88 @@
+"""Group commit: concurrent requests of one process share one INSERT, and each still gets
+its own row's id, committed before it returns; a bad row fails only its own request."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import IntegrityError, connections
+from django.utils import timezone
+
+from events.groupcommit import GroupWriter
+from events.ingest import BATCH_EVENT, _event_row, ingest_event, store_rows
+from events.models import Event
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_concurrent_events_each_get_their_own_committed_row(cast):
+    def send(i):
+        try:
+            return i, ingest_event(site=cast.site, event_name=f"e{i}", metadata={"i": i}, visitor_id=f"v{i % 5}", timestamp=None)
+        finally:
+            connections.close_all()  # this thread's connection
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(send, range(120)))
+    ids = [event_id for _, event_id in results]
+    assert len(set(ids)) == 120
+    stored = dict(Event.objects.filter(id__in=ids).values_list("id", "name"))
+    assert {stored[event_id] for _, event_id in results} == {f"e{i}" for i in range(120)}
+    assert all(stored[event_id] == f"e{i}" for i, event_id in results)  # each id is that request's row
+    # One visitor's events share a session, whichever request wrote them.
+    sessions = Event.objects.filter(id__in=ids).values_list("visitor", "session").distinct()
+    assert len(sessions) == 5
+
+
+def _row(site, name, **extra):
+    row = _event_row(site, BATCH_EVENT, {"event_name": name, "metadata": {}, "timestamp": None}, now=timezone.now(), visitor=None)
+    row.update(extra)
+    return row
+
+
+def test_rows_waiting_together_are_written_together_and_a_bad_one_fails_alone(cast):
+    calls = []
+
+    def recording_store(rows):
+        calls.append(len(rows))
+        return store_rows(rows)
+
+    writer = GroupWriter(recording_store)
+    writer.busy = True  # as if a write were in progress: the requests below queue up
+    rows = [_row(cast.site, f"ok{i}") for i in range(5)] + [_row(cast.site, "bad", kind=-1)]  # kind >= 0 is a CHECK
+    outcomes = {}
+
+    def request(row):
+        try:
+            outcomes[row["name"]] = ("id", writer.write(row))
+        except Exception as exc:
+            outcomes[row["name"]] = ("error", exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=request, args=(row,)) for row in rows]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(writer.waiting) < len(rows) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer._lead()  # the in-progress write ends: its leader takes everything waiting
+    for thread in threads:
+        thread.join(10)
+    assert calls[0] == 6  # one statement for all six, then (it failed) each on its own
+    assert sorted(calls[1:]) == [1] * 6
+    assert outcomes["bad"][0] == "error" and isinstance(outcomes["bad"][1], IntegrityError)
+    ids = {name: value for name, (kind, value) in outcomes.items() if kind == "id"}
+    assert sorted(ids) == [f"ok{i}" for i in range(5)]
+    assert dict(Event.objects.filter(id__in=ids.values()).values_list("name", "id")) == ids
+    assert not writer.busy and not writer.waiting
+
+
+def test_a_lone_request_writes_at_once(cast):
+    writer = GroupWriter(store_rows)
+    started = time.monotonic()
+    event_id = writer.write(_row(cast.site, "alone"))
+    assert time.monotonic() - started < 1
+    assert Event.objects.get(id=event_id).name == "alone"
+    assert not writer.busy
