@@ -1,0 +1,52 @@
+"""A worker's database connection dies (a PostgreSQL restart, a failover, an idle timeout):
+requests in flight get a 503 with Retry-After, nothing acknowledged is lost, and the next
+request on that worker reconnects. No per-request "SELECT 1" is needed for that."""
+
+import http.client
+import json
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import connection
+
+from events.models import Event
+
+from .servers import gunicorn_servers
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def post_event(url, key, name):
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", "/api/v1/events", json.dumps({"event_name": name}),
+                     {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})  # fmt: skip
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="server-side connection loss is a PostgreSQL matter")
+def test_killed_connections_cost_at_most_one_503_per_worker_then_recover(cast):
+    with gunicorn_servers(1, workers=2) as (url,):
+        acknowledged = [body["event_id"] for status, _, body in (post_event(url, cast.key, "before") for _ in range(6))
+                        if status == 201]  # fmt: skip
+        assert len(acknowledged) == 6
+        with connection.cursor() as cur:  # every other connection to the test database dies
+            cur.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert cur.fetchone()[0] >= 1
+        after = [post_event(url, cast.key, "after") for _ in range(12)]
+    failures = [(status, headers, body) for status, headers, body in after if status != 201]
+    assert len(failures) <= 2  # at most one per worker
+    for status, headers, body in failures:
+        assert status == 503 and body["error"]["code"] == "SERVICE_UNAVAILABLE" and int(headers["Retry-After"]) >= 1
+    assert [status for status, _, _ in after[-6:]] == [201] * 6
+    stored = set(Event.objects.values_list("name", flat=True).order_by().distinct())
+    assert stored == {"before", "after"}
+    assert Event.objects.filter(name="after").count() == sum(1 for status, _, _ in after if status == 201)
+    assert all(Event.objects.filter(id=int(event_id[4:])).exists() for event_id in acknowledged)
