@@ -211,6 +211,10 @@ def test_awkward_text_round_trips(api):
         {},
         ["not", "an", "object"],
         "text",
+        {"event_name": "x", "metadata": ["a"], "visitor_id": True, "timestamp": 5},
+        {"event_name": None, "metadata": {"k": {"nested": 1}}},
+        {"price": "10", "currency": None, "product_name": "p", "quantity": 1.5},
+        {"price": 10, "currency": "eur", "product_name": "  p  ", "quantity": None, "visitor_id": "v" * 201},
     ],
 )
 def test_batch_validation_equals_the_serializers(item):
