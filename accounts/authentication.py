@@ -27,17 +27,21 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(INVALID_KEY_MESSAGE)
         django_request = request._request
         django_request.key_to_confirm = (parts[1], api_key, seen)
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if not getattr(view, "confirms_keys_after_throttle", False):
+            return (None, self.confirm(request))  # no ApiView to confirm it later: now
         django_request.shared_read = generation_key()  # the rate limiter reads it for us
         return (None, api_key)
 
     @staticmethod
     def confirm(request):
-        """The key, confirmed against the current key generation (AuthenticationFailed if it
-        was revoked or deleted meanwhile); records its use."""
+        """The provisionally accepted key, confirmed against the current key generation
+        (AuthenticationFailed if it was revoked or deleted meanwhile), its use recorded;
+        None when there was nothing to confirm."""
         django_request = request._request
         pending = getattr(django_request, "key_to_confirm", None)
         if pending is None:
-            return
+            return None
         del django_request.key_to_confirm
         raw, api_key, seen = pending
         current = getattr(django_request, "shared_value", None)
@@ -45,11 +49,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             current = key_generation()
         confirmed = confirm_key(raw, api_key, seen, current)
         if confirmed is None:
-            request.user, request.auth = None, None
             raise exceptions.AuthenticationFailed(INVALID_KEY_MESSAGE)
-        if confirmed is not api_key:
-            request.auth = confirmed
         touch_last_used(confirmed)
+        return confirmed
 
     def authenticate_header(self, request):
         return self.keyword

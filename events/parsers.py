@@ -48,6 +48,19 @@ def _check(value, depth=0):
             _check(item, depth + 1)
 
 
+def _check_depth(value, depth=0):
+    """``_check`` for text without ``\\u`` escapes: only the nesting can be wrong."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, list):
+        return
+    for item in value:
+        if isinstance(item, (dict, list)):
+            _check_depth(item, depth + 1)
+
+
 def _check_string(text):
     if "\x00" in text:
         raise ValueError("strings must not contain \\u0000")
@@ -79,7 +92,13 @@ def loads_strict(data: bytes):
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    _check(value)
+    # A NUL or a lone surrogate can only come from a \\u escape: raw control characters are
+    # invalid JSON and the UTF-8 decode above rejects encoded surrogates. Without escapes
+    # (most bodies) only the depth is left to check, over containers alone.
+    if "\\u" in text:
+        _check(value)
+    else:
+        _check_depth(value)
     return value
 
 

@@ -13,6 +13,10 @@ class ApiView(APIView):
     forbidden requests bypass the limits and leave them without rate-limit headers.
     """
 
+    # ApiKeyAuthentication accepts a cached key provisionally; ``initial`` confirms it after
+    # the throttle, which reads the key generation in its own round trip.
+    confirms_keys_after_throttle = True
+
     def initial(self, request, *args, **kwargs):
         self.format_kwarg = self.get_format_suffix(**kwargs)
         neg = self.perform_content_negotiation(request)
@@ -26,6 +30,8 @@ class ApiView(APIView):
         self.check_throttles(request)
         if auth_error is not None:
             raise auth_error
-        ApiKeyAuthentication.confirm(request)
+        confirmed = ApiKeyAuthentication.confirm(request)
+        if confirmed is not None and confirmed is not request.auth:
+            request.auth = confirmed  # the cached copy was stale: the database's
         self.check_permissions(request)
 

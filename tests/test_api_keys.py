@@ -7,7 +7,11 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test import override_settings
+from django.urls import path as url_path
 from django.utils import formats, timezone
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.keys import announce_key_change, create_api_key, revoke_key, touch_last_used, verify_key
 from accounts.models import ApiKey, Site
@@ -284,3 +288,24 @@ def test_admin_shows_last_used(staff_client, api, cast):
     # The list's "Last used" column shows the time for the used key and "-" for the others.
     cells = re.findall(r'<td class="field-last_used_at[^"]*">([^<]*)</td>', page)
     assert sorted(cells) == sorted([formats.localize(timezone.template_localtime(used)), "-", "-", "-"])
+
+
+class _PlainDrfView(APIView):
+    """A DRF view that is not an ApiView (like the schema view): no throttle confirms keys."""
+
+    permission_classes = []
+    throttle_classes = []
+
+    def get(self, request):
+        return Response({"key": request.auth.pk if request.auth else None})
+
+
+urlpatterns = [url_path("plain", _PlainDrfView.as_view())]
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_view_outside_api_view_confirms_a_cached_key_itself(api, cast):
+    assert verify_key(cast.key) is not None  # cached now
+    assert api.get("/plain").json() == {"key": key_row(cast.key).pk}
+    revoke_key(key_row(cast.key))
+    assert api.get("/plain").status_code == 401
