@@ -1,4 +1,4 @@
-"""``python -m bench generate|query|ingest|batch …`` — see each module's docstring."""
+"""``python -m bench generate|query|ingest|batch|counters …`` — see each module's docstring."""
 
 import importlib
 import signal
@@ -9,6 +9,7 @@ COMMANDS = {
     "query": "bench.query",
     "ingest": "bench.ingest",
     "batch": "bench.batch",
+    "counters": "bench.counters",
 }
 
 

@@ -10,7 +10,9 @@ If the shared store fails we fail open to a per-process counter and log it: the 
 keeps answering rather than returning 500 or blanket 429s.
 
 The throttle leaves (limit, remaining, reset) on the Django request; the middleware
-turns it into ``X-RateLimit-*`` headers on every /api/v1 response.
+turns it into ``X-RateLimit-*`` headers on every /api/v1 response. A request may name one
+more shared counter to read in the same round trip (``shared_read``; the API-key generation,
+see ``accounts.authentication``); its value is left in ``shared_value``.
 """
 
 import hashlib
@@ -34,9 +36,8 @@ class RedisCounter:
     """Counters in Redis, spoken to directly over one socket per thread (RESP 2).
 
     Every request costs one round trip, so its client cost matters: redis-py 8 spends
-    ~100-250 µs of CPU per call on this machine (pool bookkeeping, a poll() per command),
-    this ~25-70 µs for the same pipeline (``python /tmp`` micro-benchmark quoted in the
-    README). Only INCR, EXPIRE, GET are needed. URLs: ``redis://[:password@]host[:port][/db]``
+    several times the CPU per call (pool bookkeeping, a poll() per command; measured by
+    ``python -m bench counters``). Only INCR, EXPIRE, GET are needed. URLs: ``redis://[:password@]host[:port][/db]``
     and ``rediss://`` (TLS).
     """
 
