@@ -1,6 +1,6 @@
 """A worker's database connection dies (a PostgreSQL restart, a failover, an idle timeout):
-requests in flight get a 503 with Retry-After, nothing acknowledged is lost, and the next
-request on that worker reconnects. No per-request "SELECT 1" is needed for that."""
+the request that finds it dead gets a 503 with Retry-After, nothing acknowledged is lost, and
+the next request on that worker reconnects. No per-request "SELECT 1" is needed for that."""
 
 import http.client
 import json
@@ -29,8 +29,8 @@ def post_event(url, key, name):
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="server-side connection loss is a PostgreSQL matter")
-def test_killed_connections_cost_at_most_one_503_per_worker_then_recover(cast):
-    with gunicorn_servers(1, workers=2) as (url,):
+def test_a_killed_connection_costs_at_most_one_503_then_the_worker_recovers(cast):
+    with gunicorn_servers(1, workers=1) as (url,):  # one worker: its connection is the one killed
         acknowledged = [body["event_id"] for status, _, body in (post_event(url, cast.key, "before") for _ in range(6))
                         if status == 201]  # fmt: skip
         assert len(acknowledged) == 6
@@ -40,12 +40,12 @@ def test_killed_connections_cost_at_most_one_503_per_worker_then_recover(cast):
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
             assert cur.fetchone()[0] >= 1
-        after = [post_event(url, cast.key, "after") for _ in range(12)]
+        after = [post_event(url, cast.key, "after") for _ in range(6)]
     failures = [(status, headers, body) for status, headers, body in after if status != 201]
-    assert len(failures) <= 2  # at most one per worker
+    assert len(failures) <= 1  # the request that found the connection dead
     for status, headers, body in failures:
         assert status == 503 and body["error"]["code"] == "SERVICE_UNAVAILABLE" and int(headers["Retry-After"]) >= 1
-    assert [status for status, _, _ in after[-6:]] == [201] * 6
+    assert [status for status, _, _ in after[len(failures) :]] == [201] * (6 - len(failures))
     stored = set(Event.objects.values_list("name", flat=True).order_by().distinct())
     assert stored == {"before", "after"}
     assert Event.objects.filter(name="after").count() == sum(1 for status, _, _ in after if status == 201)
