@@ -59,6 +59,9 @@ class GroupWriter:
         try:
             self._store(batch)
         finally:
+            for slot in batch:  # the write was interrupted (a BaseException): nobody is acknowledged
+                if slot.result is None and slot.error is None:
+                    slot.error = RuntimeError("the group write was interrupted")
             with self.lock:
                 successor = self.waiting[0] if self.waiting else None
                 self.busy = successor is not None

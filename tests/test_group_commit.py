@@ -86,3 +86,33 @@ def test_a_lone_request_writes_at_once(cast):
     assert time.monotonic() - started < 1
     assert Event.objects.get(id=event_id).name == "alone"
     assert not writer.busy
+
+
+class _Interrupted(BaseException):
+    """Like a worker being stopped mid-write: not an Exception, so nothing catches it on the way."""
+
+
+def test_an_interrupted_write_acknowledges_nobody(cast):
+    def interrupted_store(rows):
+        raise _Interrupted
+
+    writer = GroupWriter(interrupted_store)
+    writer.busy = True
+    errors = []
+
+    def request():
+        try:
+            writer.write(_row(cast.site, "waiting"))
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not writer.waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(_Interrupted):
+        writer._lead()
+    thread.join(10)
+    assert [type(exc) for exc in errors] == [RuntimeError]  # an error (→ 500/503), never a 201 without a row
+    assert not writer.busy
