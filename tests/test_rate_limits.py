@@ -147,6 +147,24 @@ def test_redis_counters_are_used_when_configured(api, with_redis, settings):
     assert 0 < with_redis.ttl(keys[0]) <= 65
 
 
+def test_redis_url_database_number_is_honoured(api, settings):
+    settings.REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/3"
+    throttling.reset_store()
+    api.post(EVENT, {"event_name": "e"})
+    db3 = redis.Redis.from_url(settings.REDIS_URL)
+    keys = db3.keys(f"{settings.RATELIMIT_KEY_PREFIX}:events:*")
+    assert len(keys) == 1 and int(db3.get(keys[0])) == 1
+    assert not redis.Redis.from_url(REDIS_URL).keys(f"{settings.RATELIMIT_KEY_PREFIX}:events:*")
+
+
+def test_wrong_redis_password_fails_open_and_says_so(api, settings, caplog, window_start):
+    settings.REDIS_URL = REDIS_URL.replace("redis://", "redis://:not-the-password@", 1)
+    throttling.reset_store()
+    with caplog.at_level(logging.WARNING, logger="infinity.ratelimit"):
+        assert api.post(EVENT, {"event_name": "e"}).status_code == 201
+    assert "failing open" in caplog.text
+
+
 def test_redis_down_fails_open_with_a_per_process_limit(api, settings, caplog, window_start):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "events": 5}
