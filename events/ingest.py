@@ -1,8 +1,11 @@
 """The ingestion pipeline: one validated value in, one committed row out.
 
-Server API: the serializer has already validated the body; ``ingest_event`` and
-``ingest_purchase`` hash the visitor, find its session and write the row. Django runs in
-autocommit mode, so the INSERT returns only after COMMIT: acknowledged means stored.
+Server API: the endpoint has already validated the body; ``ingest_event`` and
+``ingest_purchase`` hash the visitor and hand the row to this process's group writer
+(``groupcommit.py``), which stores it — with the rows of concurrent requests — through
+``store_rows``: one statement that also finds each row's session, in autocommit, so it
+returns only after COMMIT: acknowledged means stored. ``ingest_batch`` assigns sessions
+across its items first, then stores them with the same statement in one transaction.
 """
 
 import contextlib
