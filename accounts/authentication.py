@@ -44,9 +44,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         del django_request.key_to_confirm
         raw, api_key, seen = pending
-        current = getattr(django_request, "shared_value", None)
-        if current is None:
-            current = key_generation()
+        if hasattr(django_request, "shared_value"):
+            current = django_request.shared_value  # read by the rate limiter (None: store down)
+        else:
+            current = key_generation()  # no rate limiter ran
         confirmed = confirm_key(raw, api_key, seen, current)
         if confirmed is None:
             raise exceptions.AuthenticationFailed(INVALID_KEY_MESSAGE)

@@ -70,44 +70,9 @@ def create_api_key(*, site: Site, name: str = "", scopes=ALL_SCOPES) -> tuple[Ap
     return api_key, raw
 
 
-_LOOKUP_SQL = None
-
-
 def _lookup(digest: str) -> ApiKey | None:
-    """The key with this hash and its site, read fresh from the database on every call.
-
-    On PostgreSQL through one prebuilt SELECT (the ORM spends ~1 ms of CPU compiling the
-    select_related query on every request; the lookup itself takes 0.1 ms), elsewhere
-    through the ORM. ``_cached_lookup`` decides when a worker may skip it.
-    """
-    global _LOOKUP_SQL
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        return ApiKey.objects.select_related("site").filter(secret_hash=digest).first()
-    key_fields, site_fields = ApiKey._meta.concrete_fields, Site._meta.concrete_fields
-    if _LOOKUP_SQL is None:
-        qn = connection.ops.quote_name
-        columns = [f"k.{qn(f.column)}" for f in key_fields] + [f"s.{qn(f.column)}" for f in site_fields]
-        _LOOKUP_SQL = (
-            f"SELECT {', '.join(columns)} FROM {qn(ApiKey._meta.db_table)} k "
-            f"JOIN {qn(Site._meta.db_table)} s ON s.{qn('id')} = k.{qn('site_id')} WHERE k.{qn('secret_hash')} = %s"
-        )
-    with connection.cursor() as cur:
-        cur.execute(_LOOKUP_SQL, [digest])
-        row = cur.fetchone()
-    if row is None:
-        return None
-    values = [_from_db(f, v, connection) for f, v in zip(key_fields + site_fields, row, strict=True)]
-    api_key = ApiKey.from_db(connection.alias, [f.attname for f in key_fields], values[: len(key_fields)])
-    api_key.site = Site.from_db(connection.alias, [f.attname for f in site_fields], values[len(key_fields) :])
-    return api_key
-
-
-def _from_db(field, value, connection):
-    for converter in field.get_db_converters(connection):
-        value = converter(value, None, connection)
-    return value
+    """The key with this hash and its site, from the database (``lookup_key`` decides when)."""
+    return ApiKey.objects.select_related("site").filter(secret_hash=digest).first()
 
 
 # digest → (ApiKey with its site, key generation it was read under, monotonic time read)

@@ -165,7 +165,7 @@ class BatchView(ApiView):
         batch.is_valid(raise_exception=True)
         valid, errors = validate_items(batch.validated_data["events"], now=timezone.now())
         stored = ingest_batch(site=request.auth.site, items=[(kind, data) for _, kind, data in valid]) if valid else []
-        event_ids = {index: f"{Event.PUBLIC_PREFIX}{pk}" for (index, _, _), pk in zip(valid, stored, strict=True)}
+        event_ids = {index: Event.public_id(pk) for (index, _, _), pk in zip(valid, stored, strict=True)}
         results = []
         for index in range(len(batch.validated_data["events"])):
             if index in event_ids:

@@ -75,9 +75,6 @@ class GroupWriter:
     def _store(self, batch):
         try:
             ids = self.store([slot.row for slot in batch])
-            for slot, event_id in zip(batch, ids, strict=True):
-                slot.result = event_id
-            return
         except (OperationalError, InterfaceError) as exc:  # the database is unreachable: all fail
             for slot in batch:
                 slot.error = exc
@@ -86,6 +83,12 @@ class GroupWriter:
             if len(batch) == 1:
                 batch[0].error = exc
                 return
+        else:
+            # Committed: from here nothing may be retried (a slot left without an id gets an
+            # error in ``_lead``, never a second row).
+            for slot, event_id in zip(batch, ids, strict=False):
+                slot.result = event_id
+            return
         for slot in batch:  # one row may be at fault: each on its own
             try:
                 (slot.result,) = self.store([slot.row])

@@ -59,9 +59,10 @@ class Event(models.Model):
 
     PUBLIC_PREFIX = "evt_"
 
-    @property
-    def public_id(self) -> str:
-        return f"{self.PUBLIC_PREFIX}{self.id}"
+    @classmethod
+    def public_id(cls, event_id: int) -> str:
+        """The ``event_id`` the API answers with for the row ``event_id``."""
+        return f"{cls.PUBLIC_PREFIX}{event_id}"
 
 
 class Salt(models.Model):

@@ -7,7 +7,7 @@ from infinity.api import ApiView
 from infinity.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS
 from infinity.throttling import EventsThrottle
 
-from .ingest import ingest_event, ingest_purchase
+from .ingest import BATCH_EVENT, BATCH_PURCHASE, ingest_one
 from .models import Event
 from .openapi import EVENT_EXAMPLES, PURCHASE_EXAMPLES, EventAccepted
 from .serializers import BoundValidator, EventIn, PurchaseIn
@@ -29,25 +29,22 @@ def _send_schema(operation_id, summary, description, request, examples):
 
 
 class _SendView(ApiView):
-    """Validate one body with ``input``, store it with ``ingest``, answer with its public id."""
+    """Validate one body with ``validate``, store it as a ``kind``, answer with its public id."""
 
     permission_classes = [HasScope(SCOPE_EVENTS_WRITE)]
     throttle_classes = [EventsThrottle]
-    input = None
-    ingest = None
+    validate: BoundValidator  # bound once per process, not a serializer per request
+    kind: str
 
     def post(self, request):
-        validator = type(self).__dict__.get("_validator")
-        if validator is None:  # bound once per process (see BoundValidator)
-            validator = type(self)._validator = BoundValidator(self.input, {})
-        event_id = type(self).ingest(site=request.auth.site, **validator(request.data))
-        return Response({"success": True, "event_id": f"{Event.PUBLIC_PREFIX}{event_id}"}, status=201)
+        event_id = ingest_one(site=request.auth.site, kind=self.kind, data=self.validate(request.data))
+        return Response({"success": True, "event_id": Event.public_id(event_id)}, status=201)
 
 
 @_send_schema("send_event", "Send Event", "Send a custom event to your analytics.", EventIn, EVENT_EXAMPLES)
 class EventView(_SendView):
-    input = EventIn
-    ingest = ingest_event
+    validate = BoundValidator(EventIn, {})
+    kind = BATCH_EVENT
 
 
 @_send_schema(
@@ -58,5 +55,5 @@ class EventView(_SendView):
     PURCHASE_EXAMPLES,
 )
 class PurchaseView(_SendView):
-    input = PurchaseIn
-    ingest = ingest_purchase
+    validate = BoundValidator(PurchaseIn, {})
+    kind = BATCH_PURCHASE

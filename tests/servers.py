@@ -5,6 +5,9 @@ production settings module and an environment pointing at this test process's da
 """
 
 import contextlib
+import http.client
+import json
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection
@@ -41,3 +44,16 @@ def gunicorn_servers(count=1, *, workers=1, **env):
             )
             for _ in range(count)
         ]
+
+
+def post_event(url, key, name="e"):
+    """``POST /api/v1/events`` to a server over real HTTP; (status, headers, parsed body)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", "/api/v1/events", json.dumps({"event_name": name}),
+                     {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})  # fmt: skip
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), json.loads(response.read() or b"null")
+    finally:
+        conn.close()

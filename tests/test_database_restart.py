@@ -2,30 +2,14 @@
 the request that finds it dead gets a 503 with Retry-After, nothing acknowledged is lost, and
 the next request on that worker reconnects. No per-request "SELECT 1" is needed for that."""
 
-import http.client
-import json
-from urllib.parse import urlsplit
-
 import pytest
 from django.db import connection
 
 from events.models import Event
 
-from .servers import gunicorn_servers
+from .servers import gunicorn_servers, post_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def post_event(url, key, name):
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request("POST", "/api/v1/events", json.dumps({"event_name": name}),
-                     {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})  # fmt: skip
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), json.loads(response.read() or b"null")
-    finally:
-        conn.close()
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="server-side connection loss is a PostgreSQL matter")

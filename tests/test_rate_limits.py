@@ -1,13 +1,10 @@
 """Rate limits: exact per-key windows, shared across processes, headers everywhere, fail open."""
 
-import http.client
-import json
 import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -17,7 +14,7 @@ from accounts.keys import create_api_key
 from events.models import Event
 from infinity import throttling
 
-from .servers import gunicorn_servers
+from .servers import gunicorn_servers, post_event
 
 EVENT = "/api/v1/events"
 PURCHASE = "/api/v1/events/purchase"
@@ -180,20 +177,8 @@ def test_redis_down_fails_open_with_a_per_process_limit(api, settings, caplog, w
 
 
 def _post(url, key):
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request(
-            "POST",
-            EVENT,
-            json.dumps({"event_name": "load"}),
-            {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        response.read()
-        return response.status, response.getheader("X-RateLimit-Reset")
-    finally:
-        conn.close()
+    status, headers, _ = post_event(url, key, "load")
+    return status, headers.get("X-RateLimit-Reset")
 
 
 @pytest.mark.django_db(transaction=True)
