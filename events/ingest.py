@@ -71,10 +71,11 @@ def _latest_session_sql(*, site: str, visitor: str, at: str, columns: str) -> st
 _INSERT_PLANS: dict = {}
 
 
-def _json_default(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+def _isoformat(value: datetime, memo: dict) -> str:
+    text = memo.get(value)
+    if text is None:
+        text = memo[value] = value.isoformat()
+    return text
 
 
 def _insert_plan(lookup_sessions: bool = True) -> str:
@@ -153,8 +154,15 @@ def store_rows(rows: list[dict]) -> list[int]:
 def _insert_rows(rows: list[dict], *, lookup_sessions: bool) -> list[int]:
     """PostgreSQL: ``rows`` in one prepared INSERT (see ``_insert_plan``); their ids in order."""
     sql = _insert_plan(lookup_sessions)
+    # Timestamps as text up front, one isoformat() per distinct value (a batch shares its
+    # received_at): json's default= callback cost ~4 µs per datetime, 4× the encoding of a row.
     # ensure_ascii off: UTF-8 as is (the parser rejected lone surrogates); ~35 % faster.
-    params = [json.dumps(rows, default=_json_default, ensure_ascii=False, check_circular=False)]
+    stamps: dict = {}
+    payload = [
+        {**row, "occurred_at": _isoformat(row["occurred_at"], stamps), "received_at": _isoformat(row["received_at"], stamps)}
+        for row in rows
+    ]
+    params = [json.dumps(payload, ensure_ascii=False, check_circular=False)]
     connection.ensure_connection()
     started = time.monotonic()
     with connection.wrap_database_errors:
