@@ -1,5 +1,5 @@
+from django.http import JsonResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework.response import Response
 
 from accounts.models import SCOPE_EVENTS_WRITE
 from accounts.permissions import HasScope
@@ -38,7 +38,9 @@ class _SendView(ApiView):
 
     def post(self, request):
         event_id = ingest_one(site=request.auth.site, kind=self.kind, data=self.validate(request.data))
-        return Response({"success": True, "event_id": Event.public_id(event_id)}, status=201)
+        # A plain JsonResponse: DRF's Response, renderer and template-response machinery cost
+        # 7 % of this request's instructions (callgrind) to write two fixed keys.
+        return JsonResponse({"success": True, "event_id": Event.public_id(event_id)}, status=201)
 
 
 @_send_schema("send_event", "Send Event", "Send a custom event to your analytics.", EventIn, EVENT_EXAMPLES)

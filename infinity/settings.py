@@ -125,12 +125,13 @@ MIDDLEWARE = [
     "infinity.middleware.ApiEnvelopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's own, skipped for /api/v1 (see infinity.middleware._BrowserOnly):
+    "infinity.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "infinity.middleware.BrowserCsrfViewMiddleware",
+    "infinity.middleware.BrowserAuthenticationMiddleware",
+    "infinity.middleware.BrowserMessageMiddleware",
+    "infinity.middleware.BrowserXFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "infinity.urls"
