@@ -15,7 +15,7 @@ from bisect import bisect_left, insort
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
 from accounts.models import Site
@@ -117,11 +117,11 @@ def _insert_plan(lookup_sessions: bool = True) -> str:
     return _INSERT_PLANS[lookup_sessions]
 
 
-def _cursor():
+def _cursor(db):
     """A server-side-binding psycopg cursor on this thread's connection, reused while it lives."""
-    cur = getattr(connection, "_ingest_cursor", None)
-    if cur is None or cur.closed or cur.connection is not connection.connection:
-        cur = connection._ingest_cursor = psycopg.Cursor(connection.connection)
+    cur = getattr(db, "_ingest_cursor", None)
+    if cur is None or cur.closed or cur.connection is not db.connection:
+        cur = db._ingest_cursor = psycopg.Cursor(db.connection)
     return cur
 
 
@@ -163,14 +163,15 @@ def _insert_rows(rows: list[dict], *, lookup_sessions: bool) -> list[int]:
         for row in rows
     ]
     params = [json.dumps(payload, ensure_ascii=False, check_circular=False)]
-    connection.ensure_connection()
+    db = connections[DEFAULT_DB_ALIAS]  # once: each ``connection.x`` is a thread-local lookup
+    db.ensure_connection()
     started = time.monotonic()
-    with connection.wrap_database_errors:
-        cur = _cursor()
+    with db.wrap_database_errors:
+        cur = _cursor(db)
         cur.execute(sql, params, prepare=True)
         ids = [event_id for (event_id,) in cur.fetchall()]
-    if connection.queries_logged:  # DEBUG and the test suite's query counts see it like any other query
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    if db.queries_logged:  # DEBUG and the test suite's query counts see it like any other query
+        db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
     return ids
 
 

@@ -1,4 +1,4 @@
-from django.http import JsonResponse
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 
 from accounts.models import SCOPE_EVENTS_WRITE
@@ -38,9 +38,10 @@ class _SendView(ApiView):
 
     def post(self, request):
         event_id = ingest_one(site=request.auth.site, kind=self.kind, data=self.validate(request.data))
-        # A plain JsonResponse: DRF's Response, renderer and template-response machinery cost
-        # 7 % of this request's instructions (callgrind) to write two fixed keys.
-        return JsonResponse({"success": True, "event_id": Event.public_id(event_id)}, status=201)
+        # The body written directly: DRF's Response, renderer and template-response machinery
+        # cost 7 % of this request's instructions (callgrind), JsonResponse's encoder ~5 %.
+        body = b'{"success":true,"event_id":"%s"}' % Event.public_id(event_id).encode()
+        return HttpResponse(body, status=201, content_type="application/json")
 
 
 @_send_schema("send_event", "Send Event", "Send a custom event to your analytics.", EventIn, EVENT_EXAMPLES)
