@@ -35,7 +35,7 @@ from datetime import date, datetime, time, timedelta
 from time import monotonic
 from zoneinfo import ZoneInfo
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Max, Min, Sum
 from django.utils import timezone as djtz
 
@@ -237,12 +237,37 @@ def _next_local_hour(t: datetime, tz: ZoneInfo) -> datetime:
     return t + timedelta(hours=1)
 
 
-def build_due(site: Site, now: datetime, *, limit: int | None = None) -> int:
-    built = 0
-    for grain, start, end, final in due_buckets(site, now)[:limit]:
+def build_due(site: Site, now: datetime, *, limit: int | None = None, jobs: int = 1) -> int:
+    due = due_buckets(site, now)[:limit]
+    # Not inside a transaction: forked processes could not see its rows, and closing the
+    # connection before the fork would end it.
+    if jobs > 1 and len(due) > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        return _build_in_processes(site, due, jobs)
+    for grain, start, end, final in due:
         _build_and_replace(site, grain, start, end, final)
-        built += 1
-    return built
+    return len(due)
+
+
+def _build_in_processes(site: Site, due: list, jobs: int) -> int:
+    """Build ``due`` buckets in ``jobs`` forked processes, each with its own connection. A build
+    is mostly Python (grouped rows into tallies and sketches), so one process keeps about one
+    core busy; buckets are independent (each is replaced in its own transaction)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    connections.close_all()  # a connection must not be shared across fork; children open their own
+    with ProcessPoolExecutor(min(jobs, len(due)), mp_context=multiprocessing.get_context("fork")) as pool:
+        for _ in pool.map(_build_one, [(site, *bucket) for bucket in due]):
+            pass  # re-raises a child's error
+    return len(due)
+
+
+def _build_one(task) -> None:
+    site, grain, start, end, final = task
+    try:
+        _build_and_replace(site, grain, start, end, final)
+    finally:
+        connections.close_all()
 
 
 def _build_and_replace(site, grain, start, end, final=True):
@@ -305,8 +330,9 @@ def check_late(now: datetime | None = None, *, verbosity: int = 0) -> None:
     RollupCursor.objects.filter(pk=1).update(last_id=top, checked_at=now)
 
 
-def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity: int = 0) -> int:
-    """Rebuild buckets holding late events, then roll up every closed bucket. Returns buckets built."""
+def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity: int = 0, jobs: int = 1) -> int:
+    """Rebuild buckets holding late events, then roll up every closed bucket (in ``jobs``
+    processes on PostgreSQL). Returns buckets built."""
     now = now or djtz.now()
     check_late(now, verbosity=verbosity)
     built = 0
@@ -314,7 +340,7 @@ def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity:
         stale_tz = RolledBucket.objects.filter(site=s).exclude(timezone=s.timezone)
         Rollup.objects.filter(site=s, start__in=stale_tz.values("start")).delete()
         stale_tz.delete()
-        n = build_due(s, now)
+        n = build_due(s, now, jobs=jobs)
         if verbosity and n:
             print(f"site {s.pk} ({s.domain}): {n} buckets rolled up")
         built += n
@@ -326,13 +352,13 @@ def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity:
     return built
 
 
-def rebuild(*, site: Site | None = None, now: datetime | None = None, verbosity: int = 0) -> int:
+def rebuild(*, site: Site | None = None, now: datetime | None = None, verbosity: int = 0, jobs: int = 1) -> int:
     """Drop and rebuild every rollup (of one site or all)."""
     sites = [site] if site is not None else list(Site.objects.all())
     for s in sites:
         Rollup.objects.filter(site=s).delete()
         RolledBucket.objects.filter(site=s).delete()
-    return sum(refresh(now=now, site=s, verbosity=verbosity) for s in sites)
+    return sum(refresh(now=now, site=s, verbosity=verbosity, jobs=jobs) for s in sites)
 
 
 # --- reading ----------------------------------------------------------------------------

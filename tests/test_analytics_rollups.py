@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from django.core.management import call_command
 
 from analytics import rollups
@@ -72,3 +73,31 @@ def test_rollup_command_rolls_up_and_rebuilds(cast, capsys):
     assert RolledBucket.objects.filter(site=cast.site, grain="day", start=DAY).exists()
     call_command("rebuild_rollups")
     assert Rollup.objects.filter(site=cast.site, start=DAY, dimension="page", value="/").exists()
+
+
+def _rollup_rows(site):
+    columns = [f.name for f in Rollup._meta.concrete_fields if f.name != "id"]
+    return sorted(tuple(str(v) for v in row) for row in Rollup.objects.filter(site=site).values_list(*columns))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rebuild_in_several_processes_builds_the_same_rollups(cast):
+    """PostgreSQL builds buckets in forked processes (``--jobs``); SQLite one at a time. Either
+    way the rows are those of a one-process build."""
+    for day in range(4):
+        for h in (3, 9, 15):
+            _visit(cast.site, DAY + timedelta(days=day, hours=h), h + day, 1000 * day + h, ["/", "/a", "/b"][: 1 + h % 3],
+                   country="DE" if h == 9 else "FR")  # fmt: skip
+    now = DAY + timedelta(days=6)
+    built = rollups.rebuild(site=cast.site, now=now, jobs=1)
+    single = _rollup_rows(cast.site)
+    assert built > 2 and len(single) > built
+    assert rollups.rebuild(site=cast.site, now=now, jobs=2) == built
+    assert _rollup_rows(cast.site) == single
+
+
+def test_the_jobs_option_must_be_positive(cast):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--jobs"):
+        call_command("rollup", "--jobs", "0")
