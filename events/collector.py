@@ -46,10 +46,10 @@ from infinity.openapi import RATE_LIMIT_HEADERS
 from infinity.throttling import CollectorThrottle
 
 from . import enrich
+from .ingest import ingest_tracker_row
 from .models import Event, Kind
 from .parsers import StrictJSONParser
 from .serializers import MetadataField, NameField
-from .sessions import assign_session
 from .visitors import tracker_visitor_ids
 
 logger = logging.getLogger("infinity.collector")
@@ -127,8 +127,13 @@ class Hit:
 
 @dataclass(frozen=True)
 class Outcome:
-    event: Event | None = None
+    event_id: int | None = None
     dropped: DropReason | None = None
+
+    @property
+    def event(self) -> Event | None:
+        """The stored event, read back (a query: for tests and tools, not the request path)."""
+        return None if self.event_id is None else Event.objects.get(pk=self.event_id)
 
 
 class Dropped(Exception):
@@ -207,31 +212,33 @@ def _check_hostname(page: enrich.Page, site_domain: str) -> None:
         raise Dropped(DropReason.HOSTNAME_MISMATCH)
 
 
-def _store(hit: Hit, *, page: enrich.Page, referrer_host: str, site_id: int, site_domain: str, now: datetime) -> Event:
+def _store(hit: Hit, *, page: enrich.Page, referrer_host: str, site_id: int, site_domain: str, now: datetime) -> int:
+    """The hit's row through the group writer (``ingest.store_rows`` joins the session of either
+    visitor id, as ``assign_session`` does); its id, committed."""
     source = enrich.traffic_source(referrer_host=referrer_host, page=page, site_domain=site_domain)
     agent = enrich.parse_user_agent(hit.user_agent)
     current, previous = tracker_visitor_ids(site_id=site_id, ip=hit.ip, user_agent=hit.user_agent, now=now)
-    visitor, session = assign_session(site_id=site_id, visitor=current, occurred_at=now, earlier_visitor=previous)
     is_pageview = hit.name == PAGEVIEW
-    return Event.objects.create(
-        site_id=site_id,
-        kind=Kind.PAGEVIEW if is_pageview else Kind.CUSTOM,
-        name=hit.name,
-        occurred_at=now,
-        received_at=now,
-        visitor=visitor,
-        session=session,
-        hostname=enrich.bare_host(page.hostname)[:253],
-        path=page.path,
-        referrer=enrich.stored_referrer(hit.referrer) if source and referrer_host else "",
-        source=source,
+    return ingest_tracker_row({
+        "site_id": site_id,
+        "kind": int(Kind.PAGEVIEW if is_pageview else Kind.CUSTOM),
+        "name": hit.name,
+        "occurred_at": now,
+        "received_at": now,
+        "visitor": current,
+        "earlier_visitor": previous,
+        "session": None,
+        "hostname": enrich.bare_host(page.hostname)[:253],
+        "path": page.path,
+        "referrer": enrich.stored_referrer(hit.referrer) if source and referrer_host else "",
+        "source": source,
         **page.utm,
-        country=enrich.country_for_ip(hit.ip),
-        browser=agent.browser,
-        os=agent.os,
-        device=agent.device,
-        metadata={} if is_pageview else hit.props,
-    )
+        "country": enrich.country_for_ip(hit.ip),
+        "browser": agent.browser,
+        "os": agent.os,
+        "device": agent.device,
+        "metadata": {} if is_pageview else hit.props,
+    })  # fmt: skip
 
 
 def collect(hit: Hit, *, now: datetime | None = None) -> Outcome:
@@ -247,8 +254,8 @@ def collect(hit: Hit, *, now: datetime | None = None) -> Outcome:
         DROP_COUNTS[drop.reason] += 1
         logger.info("collector dropped a hit: reason=%s domain=%.100s", drop.reason, hit.domain)
         return Outcome(dropped=drop.reason)
-    event = _store(hit, page=page, referrer_host=referrer_host, site_id=site_id, site_domain=site_domain, now=now)
-    return Outcome(event=event)
+    event_id = _store(hit, page=page, referrer_host=referrer_host, site_id=site_id, site_domain=site_domain, now=now)
+    return Outcome(event_id=event_id)
 
 
 # --- HTTP -------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ def _latest_session_sql(*, site: str, visitor: str, at: str, columns: str) -> st
 
 
 _INSERT_PLANS: dict = {}
+LOOKUP, TRACKER, GIVEN = "lookup", "tracker", "given"  # how the INSERT finds sessions (see _insert_plan)
 
 
 def _isoformat(value: datetime, memo: dict) -> str:
@@ -78,7 +79,7 @@ def _isoformat(value: datetime, memo: dict) -> str:
     return text
 
 
-def _insert_plan(lookup_sessions: bool = True) -> str:
+def _insert_plan(sessions: str = LOOKUP) -> str:
     """One INSERT for any number of rows, built once from the model; its one parameter is the
     rows as a JSON array of ``_event_row`` dicts.
 
@@ -91,10 +92,16 @@ def _insert_plan(lookup_sessions: bool = True) -> str:
     latest session of its visitor within 30 minutes either side (the rule of
     ``assign_session``), else the id computed for a new one. Rows of one statement do not
     see each other, exactly like concurrent requests; ``sessions.py`` explains why
-    simultaneous first hits still agree. Without ``lookup_sessions`` the rows carry their
-    sessions already (the batch endpoint assigns them across its items first).
+    simultaneous first hits still agree. ``sessions``:
+
+    - ``LOOKUP``: as above, one index probe per row;
+    - ``TRACKER``: rows may also carry ``earlier_visitor``, the tracker's id of the same person
+      under yesterday's salt; the latest session of either id is joined, and the row takes that
+      session's visitor id, so a visit crossing midnight stays one visitor (``assign_session``);
+    - ``GIVEN``: the rows carry their sessions already (the batch endpoint assigns them across
+      its items first).
     """
-    if lookup_sessions not in _INSERT_PLANS:
+    if sessions not in _INSERT_PLANS:
         qn = connection.ops.quote_name
         table = qn(Event._meta.db_table)
         fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
@@ -104,17 +111,28 @@ def _insert_plan(lookup_sessions: bool = True) -> str:
         columns = []
         for f in fields:
             name = qn(f.column)
-            if f.attname == "session" and lookup_sessions:
+            if sessions == LOOKUP and f.attname == "session":
                 latest = _latest_session_sql(site="b.site_id", visitor="b.visitor", at="b.occurred_at", columns="e.session")
                 columns.append(f"COALESCE(({latest}), b.{name})")
+            elif sessions == TRACKER and f.attname in {"visitor", "session"}:
+                columns.append(f"COALESCE(s.{name}, b.{name})")
             else:
                 columns.append(f"b.{name}")
-        _INSERT_PLANS[lookup_sessions] = (
+        if sessions == TRACKER:
+            either = "ANY(ARRAY[b.visitor, (j.doc->>'earlier_visitor')::bigint])"
+            latest = _latest_session_sql(site="b.site_id", visitor=either, at="b.occurred_at", columns="e.visitor, e.session")
+            source = (
+                f"json_array_elements(%s::json) WITH ORDINALITY AS j(doc, ordinality) "
+                f"CROSS JOIN LATERAL json_populate_record({base}, j.doc) AS b LEFT JOIN LATERAL ({latest}) s ON true "
+                "ORDER BY j.ordinality"
+            )
+        else:
+            source = f"json_populate_recordset({base}, %s::json) WITH ORDINALITY AS b ORDER BY b.ordinality"
+        _INSERT_PLANS[sessions] = (
             f"INSERT INTO {table} ({', '.join(qn(f.column) for f in fields)}) SELECT {', '.join(columns)} "
-            f"FROM json_populate_recordset({base}, %s::json) WITH ORDINALITY AS b ORDER BY b.ordinality "
-            f"RETURNING {qn('id')}"
+            f"FROM {source} RETURNING {qn('id')}"
         )
-    return _INSERT_PLANS[lookup_sessions]
+    return _INSERT_PLANS[sessions]
 
 
 def _cursor(db):
@@ -137,23 +155,25 @@ def store_rows(rows: list[dict]) -> list[int]:
         ids = []
         with transaction.atomic() if len(rows) > 1 else contextlib.nullcontext():
             for row in rows:
-                event = Event(**row)
+                event = Event(**{k: v for k, v in row.items() if k != "earlier_visitor"})
                 if event.visitor is not None:
                     event.visitor, event.session = assign_session(
-                        site_id=event.site_id, visitor=event.visitor, occurred_at=event.occurred_at
-                    )
+                        site_id=event.site_id, visitor=event.visitor, occurred_at=event.occurred_at,
+                        earlier_visitor=row.get("earlier_visitor"),
+                    )  # fmt: skip
                 event.save(force_insert=True)
                 ids.append(event.id)
         return ids
     for row in rows:
         if row["visitor"] is not None:
             row["session"] = new_session_id(visitor=row["visitor"], started_at=row["occurred_at"])
-    return _insert_rows(rows, lookup_sessions=True)
+    tracker = any(row.get("earlier_visitor") is not None for row in rows)
+    return _insert_rows(rows, sessions=TRACKER if tracker else LOOKUP)
 
 
-def _insert_rows(rows: list[dict], *, lookup_sessions: bool) -> list[int]:
+def _insert_rows(rows: list[dict], *, sessions: str) -> list[int]:
     """PostgreSQL: ``rows`` in one prepared INSERT (see ``_insert_plan``); their ids in order."""
-    sql = _insert_plan(lookup_sessions)
+    sql = _insert_plan(sessions)
     # Timestamps as text up front, one isoformat() per distinct value (a batch shares its
     # received_at): json's default= callback cost ~4 µs per datetime, 4× the encoding of a row.
     # ensure_ascii off: UTF-8 as is (the parser rejected lone surrogates); ~35 % faster.
@@ -182,6 +202,12 @@ def ingest_one(*, site: Site, kind: str, data: dict) -> int:
     """Store one validated ``EventIn`` (``kind`` BATCH_EVENT) or ``PurchaseIn`` (BATCH_PURCHASE)
     body for ``site``; its id, once committed (with the rows of concurrent requests)."""
     return _writer.write(_event_row(site, kind, data, now=timezone.now(), visitor=_visitor(site, data["visitor_id"])))
+
+
+def ingest_tracker_row(row: dict) -> int:
+    """Store a tracker hit's row (Event fields, ``visitor`` under today's salt and
+    ``earlier_visitor`` under yesterday's or None) through the group writer; its id, committed."""
+    return _writer.write(row)
 
 
 def _stored_nearby(site_id: int, rows: list[dict]) -> dict[int, tuple]:
@@ -259,6 +285,6 @@ def ingest_batch(*, site: Site, items: list[tuple[str, dict]]) -> list[int]:
     with transaction.atomic():
         _assign_sessions_bulk(site.pk, rows)
         if connection.vendor == "postgresql":
-            return _insert_rows(rows, lookup_sessions=False)
+            return _insert_rows(rows, sessions=GIVEN)
         events = Event.objects.bulk_create([Event(**row) for row in rows])
         return [event.pk for event in events]

@@ -4,6 +4,7 @@ its own row's id, committed before it returns; a bad row fails only its own requ
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, connections
@@ -155,3 +156,19 @@ def test_database_url_bad_prepare_threshold_is_a_clear_error():
 
     with pytest.raises(ImproperlyConfigured, match="prepare_threshold"):
         database_from_url("postgres://u@h:5432/db?prepare_threshold=often")
+
+
+def test_a_tracker_row_joins_the_session_of_its_earlier_visitor_id_in_a_shared_write(cast):
+    """A group can mix API rows with tracker hits; a hit whose visitor has a session under
+    yesterday's id (a visit crossing midnight) takes that id and session, the others keep theirs."""
+    now = timezone.now()
+    (yesterday_id,) = store_rows([_row(cast.site, "before-midnight", visitor=111, occurred_at=now - timedelta(minutes=5))])
+    before = Event.objects.get(pk=yesterday_id)
+    api = _row(cast.site, "api", visitor=222)
+    hit = _row(cast.site, "pageview", visitor=333, earlier_visitor=111)
+    stranger = _row(cast.site, "pageview", visitor=444, earlier_visitor=555)
+    api_id, hit_id, stranger_id = store_rows([api, hit, stranger])
+    stored = {e.pk: e for e in Event.objects.filter(pk__in=[api_id, hit_id, stranger_id])}
+    assert (stored[hit_id].visitor, stored[hit_id].session) == (111, before.session)
+    assert stored[api_id].visitor == 222 and stored[api_id].session not in (None, before.session)
+    assert stored[stranger_id].visitor == 444 and stored[stranger_id].session not in (None, before.session)
