@@ -1,4 +1,4 @@
-"""The admin keeps Django's browser middleware (sessions, CSRF, frame header); /api/v1 skips it."""
+"""The admin keeps Django's browser middleware (sessions, CSRF, users, messages); /api/v1 skips it."""
 
 import pytest
 from django.contrib.auth.models import User
@@ -36,5 +36,6 @@ def test_the_api_sets_no_cookie_and_ignores_a_session(api, staff):
     )
     assert sent.status_code == 201 and sent.json()["event_id"].startswith("evt_")
     assert not sent.cookies and "Cookie" not in sent.get("Vary", "")
+    assert sent["X-Frame-Options"] == "DENY"  # kept everywhere (the API docs page is HTML)
     # A signed-in admin's session is not a credential for the API.
     assert browser.post("/api/v1/events", {"event_name": "x"}, content_type="application/json").status_code == 401
