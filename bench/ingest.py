@@ -8,7 +8,8 @@ default redis://127.0.0.1:6379/0, the events limit raised for the run), warms it
 drives ``--connections`` concurrent keep-alive clients for ``--duration`` seconds at:
 1. ``/bench/bare`` — a Django view through the same middleware, no DRF, no database;
 2. ``/api/v1/events`` — the reference event with a varying visitor and metadata.
-It prints requests/s, p50/p99 and errors for both, the ratio, and checks that the rows
+It prints requests/s, p50/p99 and errors for both, the CPU each request cost the server,
+PostgreSQL, Redis and the load client (``bench/cpu.py``), the ratio, and checks that the rows
 stored under the run's event name equal the acknowledged (201) responses.
 Targets (issue 4): ≥ 60 % of the baseline, p99 ≤ 50 ms, 0 errors.
 """
@@ -23,6 +24,7 @@ import tempfile
 import time
 import uuid
 
+from bench import cpu
 from bench.client import build_request, run_load
 from bench.common import bench_site_and_key, commit_latency, load_average, machine, ms, prepare_database, server_env
 from bench.servers import running_server
@@ -109,16 +111,26 @@ def main(argv=None):
         run_load(base, bare_requests(), connections=args.connections, duration=args.warmup / 2)
         run_load(base, event_requests(raw_key, f"{run}-warmup", visitors=args.visitors), connections=args.connections,
                  duration=args.warmup / 2)  # fmt: skip
+        cpu0 = cpu.snapshot(base)
         baseline = run_load(base, bare_requests(), connections=args.connections, duration=args.duration)
+        cpu1 = cpu.snapshot(base)
         baseline_wrk = None if args.no_wrk else wrk_rate(base, args.connections, args.duration)
         started = time.time()
+        cpu2 = cpu.snapshot(base)
         ingest = run_load(base, event_requests(raw_key, run, visitors=args.visitors), connections=args.connections,
                           duration=args.duration)  # fmt: skip
+        cpu3 = cpu.snapshot(base)
     stored = Event.objects.filter(site=site, name=run).count()
     acknowledged = ingest.statuses.get(201, 0)
     ratio = ingest.rate / baseline.rate if baseline.rate else 0.0
     print(line("baseline: bare Django view", baseline, "req/s"))
     print(line("ingest: POST /api/v1/events", ingest, "events/s"))
+    for label, result, before, after in (("bare view", baseline, cpu0, cpu1), ("POST /events", ingest, cpu2, cpu3)):
+        share = cpu.per_request(before, after, result.completed)
+        client = 1000 * result.client_cpu / result.completed if result.completed else 0.0
+        total = sum(share.values()) + client
+        print(f"CPU per request, {label + ':':<14} server {share['server']:.2f} ms, PostgreSQL {share['postgres']:.2f} ms, "
+              f"Redis {share['redis']:.2f} ms, load client {client:.2f} ms; total {total:.2f} ms")  # fmt: skip
     if baseline_wrk:
         print(f"cross-check: the bare view under wrk: {baseline_wrk:,.0f} req/s -> ratio {ingest.rate / baseline_wrk:.0%}")
     verdict = "equal" if stored == acknowledged else "MISMATCH"

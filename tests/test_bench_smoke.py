@@ -112,3 +112,29 @@ def test_load_client_counts_statuses_and_stops_at_max_requests():
     assert result.statuses == {201: 20, 400: 5}
     assert result.errors == 5
     assert result.bodies[0] == b'{"n": 1}'
+
+
+def test_cpu_snapshot_counts_the_server_processes_by_their_bind_address():
+    import subprocess
+    import sys
+    import time
+
+    from bench import cpu
+
+    burn = (
+        "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+        "print('done', flush=True)\ntime.sleep(30)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", burn, "--bind", "127.0.0.1:59999"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "done"
+        time.sleep(0.05)
+        seen = cpu.snapshot("http://127.0.0.1:59999")
+        assert seen["server"] >= 0.25
+        assert set(seen) == {"server", "postgres", "redis"}
+        assert cpu.snapshot("http://127.0.0.1:59998")["server"] == 0.0
+        before, after = {"server": 1.0, "postgres": 0.5, "redis": 0.0}, {"server": 2.0, "postgres": 1.0, "redis": 0.0}
+        assert cpu.per_request(before, after, 1000) == {"server": 1.0, "postgres": 0.5, "redis": 0.0}  # ms per request
+    finally:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,45 @@
+"""CPU seconds spent by the processes behind a benchmark phase, read from /proc (Linux).
+
+``snapshot(base)`` sums user + system time of the app server started at ``base`` (its
+master and workers carry ``127.0.0.1:<port>`` in their command line), of PostgreSQL (every
+``postgres`` process) and of Redis; the difference of two snapshots divided by the requests
+served is the CPU each request cost on each side. Elsewhere than Linux it returns zeros.
+"""
+
+import os
+from urllib.parse import urlsplit
+
+GROUPS = ("server", "postgres", "redis")
+
+
+def snapshot(base: str) -> dict[str, float]:
+    bind = f"127.0.0.1:{urlsplit(base).port}".encode()
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    totals = dict.fromkeys(GROUPS, 0.0)
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return totals
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if bind in cmdline:
+            group = "server"
+        elif cmdline.startswith(b"postgres"):
+            group = "postgres"
+        elif cmdline.startswith(b"redis-server"):
+            group = "redis"
+        else:
+            continue
+        totals[group] += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return totals
+
+
+def per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
+    """Milliseconds of CPU per request for each group."""
+    return {g: 1000 * (after[g] - before[g]) / requests if requests else 0.0 for g in GROUPS}
