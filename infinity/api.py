@@ -34,4 +34,3 @@ class ApiView(APIView):
         if confirmed is not None and confirmed is not request.auth:
             request.auth = confirmed  # the cached copy was stale: the database's
         self.check_permissions(request)
-

@@ -54,7 +54,7 @@ def database_from_url(url):
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
         # Django turns psycopg's prepared statements off unless asked (prepare_threshold None);
         # the ingest INSERT asks for one and was planned afresh on every call without this
-        # (~0.5 ms of server CPU per request). ``?prepare_threshold=none`` turns them off, for
+        # (~0.74 ms of server CPU per single-event write; ~0.32 ms prepared). ``?prepare_threshold=none`` turns them off, for
         # a pooler that cannot keep them (PgBouncer in transaction mode before 1.21).
         threshold = options.pop("prepare_threshold", "5")
         try:

@@ -1,5 +1,6 @@
 """Rollups: closed buckets are read from the rollup table, late events are counted at once."""
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -80,10 +81,26 @@ def _rollup_rows(site):
     return sorted(tuple(str(v) for v in row) for row in Rollup.objects.filter(site=site).values_list(*columns))
 
 
+_ORIGINAL_BUILD_ONE = rollups._build_one
+
+
+def _recording_build_one(task):
+    """``rollups._build_one`` that notes which process ran it (forked children inherit the patch)."""
+    with open(os.environ["BUILD_LOG"], "a") as log:
+        log.write(f"{os.getpid()}\n")
+    return _ORIGINAL_BUILD_ONE(task)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_rebuild_in_several_processes_builds_the_same_rollups(cast):
+def test_a_rebuild_in_several_processes_builds_the_same_rollups(cast, monkeypatch, tmp_path):
     """PostgreSQL builds buckets in forked processes (``--jobs``); SQLite one at a time. Either
     way the rows are those of a one-process build."""
+    from django.db import connection
+
+    log = tmp_path / "builders"
+    log.touch()
+    monkeypatch.setenv("BUILD_LOG", str(log))
+    monkeypatch.setattr(rollups, "_build_one", _recording_build_one)
     for day in range(4):
         for h in (3, 9, 15):
             _visit(cast.site, DAY + timedelta(days=day, hours=h), h + day, 1000 * day + h, ["/", "/a", "/b"][: 1 + h % 3],
@@ -92,8 +109,14 @@ def test_a_rebuild_in_several_processes_builds_the_same_rollups(cast):
     built = rollups.rebuild(site=cast.site, now=now, jobs=1)
     single = _rollup_rows(cast.site)
     assert built > 2 and len(single) > built
+    assert log.read_text() == ""  # one job: built in this process, no pool
     assert rollups.rebuild(site=cast.site, now=now, jobs=2) == built
     assert _rollup_rows(cast.site) == single
+    builders = set(log.read_text().split())
+    if connection.vendor == "postgresql":
+        assert builders and str(os.getpid()) not in builders  # built by the forked processes
+    else:
+        assert not builders  # SQLite: one bucket at a time, in this process
 
 
 def test_the_jobs_option_must_be_positive(cast):
