@@ -29,8 +29,11 @@ def server_command(server: str, port: int, workers: int, threads: int) -> list[s
                 "--log-level", "warning", "--no-ws", "infinity.wsgi:application"]  # fmt: skip
     if server.startswith("gunicorn"):
         worker_class = server.partition(":")[2] or "sync"
+        # --reuse-port: each worker listens on its own SO_REUSEPORT socket and the kernel spreads
+        # new connections across them, as scripts/serve does. On one shared socket whichever
+        # worker was up first took keep-alive connections for good (seen: 32/0, 28/4 of 32).
         command = [os.path.join(VENV_BIN, "gunicorn"), "infinity.wsgi:application", "--bind", bind, "--workers", str(workers),
-                   "--worker-class", worker_class, "--log-level", "warning", "--backlog", "2048"]  # fmt: skip
+                   "--worker-class", worker_class, "--log-level", "warning", "--backlog", "2048", "--reuse-port"]  # fmt: skip
         if worker_class == "gthread":
             command += ["--threads", str(threads)]
         return command
