@@ -23,8 +23,16 @@ def visitor(site_id=1, ip=IP, ua=CHROME, now=None):
 
 
 def page_view(now, *, ua=CHROME, ip=IP, path="/"):
-    hit = Hit(domain="example.com", url=f"https://example.com{path}", referrer="", name="pageview", props={},
-              hash_mode=False, user_agent=ua, ip=ip)
+    hit = Hit(
+        domain="example.com",
+        url=f"https://example.com{path}",
+        referrer="",
+        name="pageview",
+        props={},
+        hash_mode=False,
+        user_agent=ua,
+        ip=ip,
+    )
     return collect(hit, now=now).event
 
 
@@ -90,3 +98,17 @@ def test_returning_on_another_day_counts_again_in_analytics(cast, api):
     one_day = api.get("/api/v1/analytics", {"start_date": "2026-03-01", "end_date": "2026-03-01", "metrics": "unique_visitors"})
     assert one_day.json()["data"] == {"unique_visitors": 1}
     assert Event.objects.filter(visitor__isnull=True).count() == 0
+
+
+def test_visitor_hash_is_hmac_sha256():
+    """Stored visitor ids must not change with the implementation: the first 8 bytes of
+    HMAC-SHA256, for short, block-sized and long keys and messages."""
+    import hashlib
+    import hmac
+
+    from events.visitors import hash_to_int64
+
+    for key in (b"k", bytes(range(32)), b"x" * 64, b"y" * 65, b"z" * 200):
+        for message in (b"", b"1\x00visitor-1", "7\x00ü\x00".encode() * 50):
+            expected = int.from_bytes(hmac.new(key, message, hashlib.sha256).digest()[:8], "big", signed=True)
+            assert hash_to_int64(key, message) == expected
