@@ -130,10 +130,12 @@ def test_cpu_snapshot_counts_the_server_processes_by_their_bind_address():
         assert proc.stdout.readline().strip() == "done"
         time.sleep(0.05)
         seen = cpu.snapshot("http://127.0.0.1:59999")
-        assert seen["server"] >= 0.25
+        assert cpu.total(seen, "server") >= 0.25 and list(seen["server"]) == [proc.pid]
         assert set(seen) == {"server", "postgres", "redis"}
-        assert cpu.snapshot("http://127.0.0.1:59998")["server"] == 0.0
-        before, after = {"server": 1.0, "postgres": 0.5, "redis": 0.0}, {"server": 2.0, "postgres": 1.0, "redis": 0.0}
+        assert cpu.snapshot("http://127.0.0.1:59998")["server"] == {}
+        # Per process: a new one counts from zero, one that ended is left out (never negative).
+        before = {"server": {1: 1.0}, "postgres": {10: 0.5, 11: 7.0}, "redis": {}}
+        after = {"server": {1: 2.0}, "postgres": {10: 0.75, 12: 0.25}, "redis": {}}
         assert cpu.per_request(before, after, 1000) == {"server": 1.0, "postgres": 0.5, "redis": 0.0}  # ms per request
     finally:
         proc.kill()
