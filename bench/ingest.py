@@ -1,13 +1,14 @@
 """Ingestion benchmark: ``POST /api/v1/events`` against a bare Django view, in one run.
 
     python -m bench ingest [--db bench_ingest] [--duration 30] [--connections 32]
-                           [--server gunicorn:gthread|gunicorn|granian] [--workers 2] [--threads 8]
+                           [--server gunicorn:gthread|gunicorn|granian] [--workers 2] [--threads 8] [--lean]
 
 Starts the app (PostgreSQL from ``--db``/DATABASE_URL, Redis throttles from REDIS_URL,
 default redis://127.0.0.1:6379/0, the events limit raised for the run), warms it up, then
 drives ``--connections`` concurrent keep-alive clients for ``--duration`` seconds at:
 1. ``/bench/bare`` — a Django view through the same middleware, no DRF, no database;
-2. ``/api/v1/events`` — the reference event with a varying visitor and metadata (requests built before the run).
+2. ``/api/v1/events`` — the reference event with a varying visitor and metadata (requests built before the run);
+3. with ``--lean``, ``/api/v1/bench/lean-event``: the same work without DRF (``bench/urls.py``), not a target.
 It prints requests/s, p50/p99 and errors for both, the CPU each request cost the server,
 PostgreSQL, Redis and the load client (``bench/cpu.py``), the ratio, and checks that the rows
 stored under the run's event name equal the acknowledged (201) responses.
@@ -33,7 +34,7 @@ TARGET_RATIO = 0.60
 TARGET_P99 = 0.050
 
 
-def event_requests(raw_key: str, name: str, *, visitors: int, host: str = "127.0.0.1"):
+def event_requests(raw_key: str, name: str, *, visitors: int, host: str = "127.0.0.1", path: str = "/api/v1/events"):
     """The reference event with a varying visitor, plan and sequence number. Built before the
     run (one cycle of ``3 * visitors`` requests, ~0.3 s for the default 20,000 visitors): the
     load client shares the server's two cores, and encoding a body per request cost it
@@ -44,7 +45,7 @@ def event_requests(raw_key: str, name: str, *, visitors: int, host: str = "127.0
         {"event_name": name, "metadata": {"plan": plans[seq % 3], "seq": seq}, "visitor_id": f"visitor-{seq % visitors}"}
         for seq in range(3 * visitors)
     )
-    payloads = [build_request("POST", "/api/v1/events", host, headers, json.dumps(body).encode()) for body in bodies]
+    payloads = [build_request("POST", path, host, headers, json.dumps(body).encode()) for body in bodies]
     return lambda seq: payloads[seq % len(payloads)]
 
 
@@ -89,6 +90,7 @@ def main(argv=None):
     parser.add_argument("--visitors", type=int, default=20000, help="distinct visitor_ids cycled through")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--no-wrk", action="store_true", help="skip the wrk cross-check of the baseline")
+    parser.add_argument("--lean", action="store_true", help="also drive the event view without DRF (bench.urls), as long")
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.connections <= 256:
         raise SystemExit("--duration must be in (0, 600] s and --connections in (0, 256]")
@@ -121,17 +123,30 @@ def main(argv=None):
         cpu2 = cpu.snapshot(base)
         ingest = run_load(base, events, connections=args.connections, duration=args.duration)
         cpu3 = cpu.snapshot(base)
+        if args.lean:
+            lean_events = event_requests(raw_key, f"{run}-lean", visitors=args.visitors, path="/api/v1/bench/lean-event")
+            cpu4 = cpu.snapshot(base)
+            lean = run_load(base, lean_events, connections=args.connections, duration=args.duration)
+            cpu5 = cpu.snapshot(base)
     stored = Event.objects.filter(site=site, name=run).count()
     acknowledged = ingest.statuses.get(201, 0)
     ratio = ingest.rate / baseline.rate if baseline.rate else 0.0
     print(line("baseline: bare Django view", baseline, "req/s"))
     print(line("ingest: POST /api/v1/events", ingest, "events/s"))
-    for label, result, before, after in (("bare view", baseline, cpu0, cpu1), ("POST /events", ingest, cpu2, cpu3)):
+    phases = [("bare view", baseline, cpu0, cpu1), ("POST /events", ingest, cpu2, cpu3)]
+    if args.lean:
+        print(line("no DRF (bench only): lean-event", lean, "events/s"))
+        phases.append(("no DRF", lean, cpu4, cpu5))
+    for label, result, before, after in phases:
         share = cpu.per_request(before, after, result.completed)
         client = 1000 * result.client_cpu / result.completed if result.completed else 0.0
         total = sum(share.values()) + client
         print(f"CPU per request, {label + ':':<14} server {share['server']:.2f} ms, PostgreSQL {share['postgres']:.2f} ms, "
               f"Redis {share['redis']:.2f} ms, load client {client:.2f} ms; total {total:.2f} ms")  # fmt: skip
+    if args.lean:
+        lean_stored = Event.objects.filter(site=site, name=f"{run}-lean").count()
+        print(f"without DRF: {lean.rate / baseline.rate:.0%} of the bare view (the endpoint: {ratio:.0%}); "
+              f"stored {lean_stored:,} vs acknowledged {lean.statuses.get(201, 0):,}")  # fmt: skip
     if baseline_wrk:
         print(f"cross-check: the bare view under wrk: {baseline_wrk:,.0f} req/s -> ratio {ingest.rate / baseline_wrk:.0%}")
     verdict = "equal" if stored == acknowledged else "MISMATCH"

@@ -1,9 +1,16 @@
-"""The production URLs plus ``/bench/bare``: the cheapest Django view, the ingest baseline."""
+"""The production URLs plus two bench-only views: ``/bench/bare``, the cheapest Django view (the
+ingest baseline), and ``/api/v1/bench/lean-event``, the event endpoint with DRF taken out."""
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
+from accounts.keys import confirm_key, generation_key, lookup_key, touch_last_used
+from events.ingest import BATCH_EVENT, ingest_one
+from events.models import Event
+from events.parsers import loads_strict
+from events.views import EventView
+from infinity.throttling import consume
 from infinity.urls import *  # noqa: F403
 from infinity.urls import urlpatterns as production_urlpatterns
 
@@ -14,4 +21,21 @@ def bare(request):
     return JsonResponse({"success": True, "event_id": "evt_0"}, status=201)
 
 
-urlpatterns = [path("bench/bare", bare), *production_urlpatterns]
+@csrf_exempt
+def lean_event(request):
+    """``POST /api/v1/events`` without DRF, for ``bench ingest --lean``: the same key cache and
+    confirmation, rate-limit round trip, validation and group-committed write, but no Request
+    wrapper, parser negotiation, authentication/throttle/permission classes or error handling
+    (a bad request is a 500 here). It bounds what the framework costs the ingest ratio."""
+    raw = request.META["HTTP_AUTHORIZATION"].split()[1]
+    api_key, seen = lookup_key(raw)
+    request.shared_read = generation_key()
+    consume(request, "events", f"key:{api_key.pk}", 10**9)
+    api_key = confirm_key(raw, api_key, seen, request.shared_value)
+    touch_last_used(api_key)
+    event_id = ingest_one(site=api_key.site, kind=BATCH_EVENT, data=EventView.validate(loads_strict(request.body)))
+    body = b'{"success":true,"event_id":"%s"}' % Event.public_id(event_id).encode()
+    return HttpResponse(body, status=201, content_type="application/json")
+
+
+urlpatterns = [path("bench/bare", bare), path("api/v1/bench/lean-event", lean_event), *production_urlpatterns]
