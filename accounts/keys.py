@@ -11,11 +11,13 @@ import logging
 import secrets
 import time
 from datetime import timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from infinity.hashing import hmac_sha256
 from infinity.throttling import get_store
 
 from .models import ALL_SCOPES, ApiKey, Site
@@ -33,9 +35,13 @@ CACHE_MAX_ENTRIES = 10_000
 logger = logging.getLogger("infinity.keys")
 
 
+@lru_cache(maxsize=4)
+def _key_material(secret: str) -> bytes:
+    return hashlib.sha256(b"infinity-api-key:" + secret.encode()).digest()
+
+
 def _hash_secret(raw_key: str) -> str:
-    material = hashlib.sha256(b"infinity-api-key:" + settings.SECRET_KEY.encode()).digest()
-    return hmac.new(material, raw_key.encode(), hashlib.sha256).hexdigest()
+    return hmac_sha256(_key_material(settings.SECRET_KEY), raw_key.encode()).hex()
 
 
 def parse_scopes(value) -> list[str]:

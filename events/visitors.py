@@ -9,31 +9,17 @@ from functools import lru_cache
 from django.conf import settings
 from django.utils import timezone
 
+from infinity.hashing import hmac_sha256
+
 
 @lru_cache(maxsize=4)
 def _caller_key(secret: str) -> bytes:
     return hashlib.sha256(b"infinity-visitor:" + secret.encode()).digest()
 
 
-@lru_cache(maxsize=8)
-def _pads(key: bytes):
-    """HMAC-SHA256's inner and outer hashes with ``key``'s pads already absorbed (RFC 2104)."""
-    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
-    return hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block))
-
-
 def hash_to_int64(key: bytes, message: bytes) -> int:
-    """The first 8 bytes of HMAC-SHA256(key, message) as a signed integer.
-
-    Computed from copies of the key's precomputed pad states: 0.8 µs against 1.9 µs for
-    ``hmac.new`` (which pads the key and starts both hashes every call); a batch hashes each
-    of its distinct visitors. Equal to ``hmac`` (tested)."""
-    inner, outer = _pads(key)
-    inner = inner.copy()
-    inner.update(message)
-    outer = outer.copy()
-    outer.update(inner.digest())
-    return int.from_bytes(outer.digest()[:8], "big", signed=True)
+    """The first 8 bytes of HMAC-SHA256(key, message) as a signed integer."""
+    return int.from_bytes(hmac_sha256(key, message)[:8], "big", signed=True)
 
 
 def hash_caller_visitor(*, site_id: int, visitor_id: str) -> int:

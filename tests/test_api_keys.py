@@ -309,3 +309,17 @@ def test_a_view_outside_api_view_confirms_a_cached_key_itself(api, cast):
     assert api.get("/plain").json() == {"key": key_row(cast.key).pk}
     revoke_key(key_row(cast.key))
     assert api.get("/plain").status_code == 401
+
+
+def test_stored_key_digest_is_hmac_sha256_of_the_secret(settings):
+    """Existing keys must keep verifying: the digest is HMAC-SHA256 under SHA-256 of the secret."""
+    import hashlib
+    import hmac
+
+    from accounts.keys import _hash_secret
+
+    raw = "im_" + "a" * 32
+    for secret in (settings.SECRET_KEY, "another-secret"):
+        settings.SECRET_KEY = secret
+        material = hashlib.sha256(b"infinity-api-key:" + secret.encode()).digest()
+        assert _hash_secret(raw) == hmac.new(material, raw.encode(), hashlib.sha256).hexdigest()

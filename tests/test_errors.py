@@ -167,3 +167,18 @@ def test_bad_host_is_400_envelope(anon):
     response = anon.client.get("/api/v1/analytics", HTTP_HOST="evil.test")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "INVALID_REQUEST"
+
+
+@pytest.mark.parametrize(
+    "method, path, allow",
+    [
+        ("post", "/api/v1/events", "POST, OPTIONS"),
+        ("get", "/api/v1/events", "POST, OPTIONS"),
+        ("post", "/api/v1/events/batch", "POST, OPTIONS"),
+        ("get", "/api/v1/analytics", "GET, HEAD, OPTIONS"),
+        ("post", "/api/v1/analytics", "GET, HEAD, OPTIONS"),
+        ("post", "/api/v1/collect", "POST, OPTIONS"),
+    ],
+)
+def test_allow_header_lists_the_methods_of_the_endpoint(api, method, path, allow):
+    assert getattr(api, method)(path, {})["Allow"] == allow
