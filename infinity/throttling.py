@@ -32,6 +32,20 @@ logger = logging.getLogger("infinity.ratelimit")
 WINDOW = 60
 
 
+_HIT = b"*2\r\n$4\r\nINCR\r\n$%d\r\n%s\r\n*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+_GET = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n"
+
+
+def hit_request(key: str, ttl: int, read: str | None = None) -> bytes:
+    """``RedisCounter.encode([("INCR", key), ("EXPIRE", key, ttl)] + [("GET", read)])``, in one step."""
+    k, t = key.encode(), str(ttl).encode()
+    payload = _HIT % (len(k), k, len(k), k, len(t), t)
+    if read is not None:
+        r = read.encode()
+        payload += _GET % (len(r), r)
+    return payload
+
+
 class RedisCounter:
     """Counters in Redis, spoken to directly over one socket per thread (RESP 2).
 
@@ -85,23 +99,33 @@ class RedisCounter:
             raise ConnectionError(f"Redis error: {body.decode(errors='replace')}")
         raise ConnectionError(f"unexpected Redis reply {line[:20]!r}")
 
-    def _send(self, commands):
+    @staticmethod
+    def encode(commands) -> bytes:
         out = []
         for command in commands:
             out.append(b"*%d\r\n" % len(command))
             for arg in command:
                 data = str(arg).encode()
                 out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        self.local.sock.sendall(b"".join(out))
-        return [self._read_reply() for _ in commands]
+        return b"".join(out)
+
+    def _send(self, commands):
+        return self._send_bytes(self.encode(commands), len(commands))
+
+    def _send_bytes(self, payload: bytes, replies: int):
+        self.local.sock.sendall(payload)
+        return [self._read_reply() for _ in range(replies)]
 
     def call(self, *commands):
         """Send ``commands`` (tuples) in one round trip; their replies. Any failure closes the
         socket (the next call reconnects) and raises."""
+        return self._call(self.encode(commands), len(commands))
+
+    def _call(self, payload: bytes, replies: int):
         try:
             if getattr(self.local, "sock", None) is None:
                 self._connect()
-            return self._send(commands)
+            return self._send_bytes(payload, replies)
         except BaseException:
             sock = getattr(self.local, "sock", None)
             self.local.sock = None
@@ -111,9 +135,12 @@ class RedisCounter:
 
     def hit(self, key, ttl, read=None):
         # EXPIRE on every hit (not NX, which needs Redis 7): the key names its window anyway.
-        commands = [("INCR", key), ("EXPIRE", key, ttl)] + ([("GET", read)] if read else [])
-        replies = self.call(*commands)
-        return replies[0], (int(replies[2] or 0) if read else None)
+        # The request is written in one format operation: ``encode``'s loop over 3 commands and
+        # 7 arguments was ~5 % of an event request (py-spy); equal bytes (tested).
+        if read is None:
+            return self._call(hit_request(key, ttl), 2)[0], None
+        count, _, value = self._call(hit_request(key, ttl, read), 3)
+        return count, int(value or 0)
 
     def read(self, key):
         (value,) = self.call(("GET", key))

@@ -198,3 +198,11 @@ def test_two_server_processes_share_exactly_one_limit(cast, store):
     assert statuses.count(201) == 1000
     assert statuses.count(429) == 200
     assert Event.objects.count() == 1000
+
+
+@pytest.mark.parametrize("key, read", [("im:events:key:7:29000000", "im:keys:generation"), ("k:é", None), ("x" * 300, "g")])
+def test_hit_request_is_the_resp_encoding_of_its_commands(key, read):
+    from infinity.throttling import RedisCounter, hit_request
+
+    commands = [("INCR", key), ("EXPIRE", key, 65)] + ([("GET", read)] if read else [])
+    assert hit_request(key, 65, read) == RedisCounter.encode(commands)
