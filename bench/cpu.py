@@ -1,12 +1,13 @@
 """CPU seconds spent by the processes behind a benchmark phase, read from /proc (Linux).
 
-``snapshot(base)`` reads user + system time of each process of the app server started at
-``base`` (its master and workers carry ``127.0.0.1:<port>`` in their command line), of
-PostgreSQL (every ``postgres`` process) and of Redis; ``per_request`` turns two snapshots into
-the CPU each request cost on each side. It is taken per process: a process that started
-between the snapshots counts from zero, and one that ended (an autovacuum worker, say) is left
-out rather than subtracting the CPU it had used before the first snapshot (summed totals went
-to 0.00 or below for PostgreSQL while its table was vacuumed). Elsewhere than Linux: nothing.
+``snapshot(base)`` sums user + system time of the app server started at ``base`` (its
+master and workers carry ``127.0.0.1:<port>`` in their command line), of PostgreSQL (every
+``postgres`` process) and of Redis, each process's own and that of its children that ended
+(``cutime``/``cstime``): a backend or autovacuum worker that exits between two snapshots moves
+its CPU into the postmaster's, instead of out of the sum (without it, a phase in which Django
+recycled its connections, CONN_MAX_AGE, printed PostgreSQL 0.00 ms). The difference of two
+snapshots divided by the requests served is the CPU each request cost on each side. Elsewhere
+than Linux it returns zeros.
 """
 
 import os
@@ -15,10 +16,10 @@ from urllib.parse import urlsplit
 GROUPS = ("server", "postgres", "redis")
 
 
-def snapshot(base: str) -> dict[str, dict[int, float]]:
+def snapshot(base: str) -> dict[str, float]:
     bind = f"127.0.0.1:{urlsplit(base).port}".encode()
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    totals = {group: {} for group in GROUPS}
+    totals = dict.fromkeys(GROUPS, 0.0)
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -39,17 +40,10 @@ def snapshot(base: str) -> dict[str, dict[int, float]]:
             group = "redis"
         else:
             continue
-        totals[group][int(pid)] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        totals[group] += sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
     return totals
 
 
-def total(snap: dict, group: str) -> float:
-    """CPU seconds of ``group``'s processes in one snapshot."""
-    return sum(snap[group].values())
-
-
 def per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
-    """Milliseconds of CPU per request for each group, over the processes alive at ``after``."""
-    if not requests:
-        return dict.fromkeys(GROUPS, 0.0)
-    return {g: 1000 * sum(t - before[g].get(pid, 0.0) for pid, t in after[g].items()) / requests for g in GROUPS}
+    """Milliseconds of CPU per request for each group."""
+    return {g: 1000 * (after[g] - before[g]) / requests if requests else 0.0 for g in GROUPS}
