@@ -23,7 +23,10 @@ class _Slot:
 
     def __init__(self, row):
         self.row = row
-        self.done = threading.Event()
+        # Released once to wake the request (as successor or when its write is over): a bare
+        # lock, not a threading.Event, whose Condition costs a waiter lock and a deque per wait.
+        self.done = threading.Lock()
+        self.done.acquire()
         self.lead = False
         self.result = None
         self.error = None
@@ -45,7 +48,7 @@ class GroupWriter:
             lead = not self.busy
             self.busy = True
         if not lead:
-            slot.done.wait()
+            slot.done.acquire()
             lead = slot.lead  # woken to lead the next write, which includes this row
         if lead:
             self._lead()
@@ -68,9 +71,9 @@ class GroupWriter:
             if successor is not None:
                 successor.lead = True
             for slot in batch:
-                slot.done.set()
+                slot.done.release()
             if successor is not None:
-                successor.done.set()
+                successor.done.release()
 
     def _store(self, batch):
         try:
