@@ -16,6 +16,20 @@ from urllib.parse import urlsplit
 GROUPS = ("server", "postgres", "redis")
 
 
+def group_of(cmdline: bytes, bind: bytes) -> str | None:
+    """Which group a process belongs to, by its NUL-separated command line. PostgreSQL's
+    postmaster runs as ``/usr/lib/postgresql/15/bin/postgres -D …`` (it reaps the backends,
+    so their ended CPU is in its cutime), its children retitle themselves ``postgres: …``."""
+    if bind in cmdline:
+        return "server"
+    program = os.path.basename(cmdline.split(b"\0", 1)[0])
+    if program == b"postgres" or cmdline.startswith(b"postgres:"):
+        return "postgres"
+    if program.startswith(b"redis-server"):
+        return "redis"
+    return None
+
+
 def snapshot(base: str) -> dict[str, float]:
     bind = f"127.0.0.1:{urlsplit(base).port}".encode()
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -32,13 +46,8 @@ def snapshot(base: str) -> dict[str, float]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        if bind in cmdline:
-            group = "server"
-        elif cmdline.startswith(b"postgres"):
-            group = "postgres"
-        elif cmdline.startswith(b"redis-server"):
-            group = "redis"
-        else:
+        group = group_of(cmdline, bind)
+        if group is None:
             continue
         totals[group] += sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
     return totals

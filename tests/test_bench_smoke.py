@@ -160,3 +160,21 @@ def test_cpu_snapshot_keeps_the_cpu_of_children_that_ended():
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize(
+    "cmdline, group",
+    [
+        (b"/usr/lib/postgresql/15/bin/postgres\0-D\0/var/lib/postgresql/15/main\0", "postgres"),  # the postmaster
+        (b"postgres: 15/main: root bench_ingest 127.0.0.1(51234) idle\0", "postgres"),
+        (b"postgres: 15/main: autovacuum worker\0", "postgres"),
+        (b"/usr/bin/redis-server 127.0.0.1:6379\0", "redis"),
+        (b"/venv/bin/gunicorn\0infinity.wsgi:application\0--bind\x00127.0.0.1:8123\0", "server"),
+        (b"/usr/bin/python3\0-m\0bench\0", None),
+        (b"/usr/bin/postgres-exporter\0", None),
+    ],
+)
+def test_cpu_groups_processes_by_command_line(cmdline, group):
+    from bench import cpu
+
+    assert cpu.group_of(cmdline, b"127.0.0.1:8123") == group
