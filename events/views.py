@@ -49,8 +49,8 @@ class _SendView(ApiView):
     def json_body(request):
         """``request.data``, with the parser DRF would choose called directly for the usual body
         (JSON, a length, not read yet), errors included; anything else goes through DRF's
-        ``request.data`` (415, empty or unread-length bodies). DRF's negotiation and stream
-        plumbing were ~5 % of an event request (py-spy)."""
+        ``request.data`` (415, empty or unread-length bodies). Skipping DRF's parser negotiation
+        and stream plumbing: -53k of 1.37M instructions per event request (callgrind)."""
         django_request = request._request
         length = django_request.META.get("CONTENT_LENGTH", "")
         if django_request.content_type == "application/json" and length.isdigit() and int(length) > 0:

@@ -135,8 +135,9 @@ class RedisCounter:
 
     def hit(self, key, ttl, read=None):
         # EXPIRE on every hit (not NX, which needs Redis 7): the key names its window anyway.
-        # The request is written in one format operation: ``encode``'s loop over 3 commands and
-        # 7 arguments was ~5 % of an event request (py-spy); equal bytes (tested).
+        # The request is written in one format operation instead of ``encode``'s loop over 3
+        # commands and 7 arguments (callgrind: -14k of 1.29M instructions per event request);
+        # equal bytes (tested).
         if read is None:
             return self._call(hit_request(key, ttl), 2)[0], None
         count, _, value = self._call(hit_request(key, ttl, read), 3)
