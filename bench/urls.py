@@ -1,15 +1,15 @@
 """The production URLs plus two bench-only views: ``/bench/bare``, the cheapest Django view (the
 ingest baseline), and ``/api/v1/bench/lean-event``, the event endpoint with DRF taken out."""
 
-from django.http import HttpResponse, JsonResponse
+from django.conf import settings
+from django.http import JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.keys import confirm_key, generation_key, lookup_key, touch_last_used
 from events.ingest import BATCH_EVENT, ingest_one
-from events.models import Event
 from events.parsers import loads_strict
-from events.views import EventView
+from events.views import EventView, accepted
 from infinity.throttling import consume
 from infinity.urls import *  # noqa: F403
 from infinity.urls import urlpatterns as production_urlpatterns
@@ -30,12 +30,10 @@ def lean_event(request):
     raw = request.META["HTTP_AUTHORIZATION"].split()[1]
     api_key, seen = lookup_key(raw)
     request.shared_read = generation_key()
-    consume(request, "events", f"key:{api_key.pk}", 10**9)
+    consume(request, "events", f"key:{api_key.pk}", settings.RATE_LIMITS["events"])
     api_key = confirm_key(raw, api_key, seen, request.shared_value)
     touch_last_used(api_key)
-    event_id = ingest_one(site=api_key.site, kind=BATCH_EVENT, data=EventView.validate(loads_strict(request.body)))
-    body = b'{"success":true,"event_id":"%s"}' % Event.public_id(event_id).encode()
-    return HttpResponse(body, status=201, content_type="application/json")
+    return accepted(ingest_one(site=api_key.site, kind=BATCH_EVENT, data=EventView.validate(loads_strict(request.body))))
 
 
 urlpatterns = [path("bench/bare", bare), path("api/v1/bench/lean-event", lean_event), *production_urlpatterns]

@@ -161,7 +161,7 @@ class BatchView(ApiView):
         tags=["Events"],
     )
     def post(self, request):
-        batch = BatchIn(data=request.data)
+        batch = BatchIn(data=self.json_body(request))
         batch.is_valid(raise_exception=True)
         valid, errors = validate_items(batch.validated_data["events"], now=timezone.now())
         stored = ingest_batch(site=request.auth.site, items=[(kind, data) for _, kind, data in valid]) if valid else []

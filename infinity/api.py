@@ -61,6 +61,21 @@ class ApiView(APIView):
             headers["Vary"] = "Accept"
         return headers
 
+    def json_body(self, request):
+        """``request.data``, with the view's JSON parser called directly for the usual body (JSON,
+        a length, not read yet), its errors included; anything else takes DRF's ``request.data``
+        (415, empty bodies). That parser is the one DRF's negotiation picks for
+        ``application/json`` (no view here has a wildcard parser before it). Skipping the
+        negotiation and stream plumbing: -53k of 1.37M instructions per event request (callgrind)."""
+        django_request = request._request
+        length = django_request.META.get("CONTENT_LENGTH", "")
+        usual = django_request.content_type == "application/json" and length.isdigit() and int(length) > 0
+        if usual and not django_request._read_started:
+            for parser in self.get_parsers():
+                if parser.media_type == "application/json":
+                    return parser.parse(django_request, django_request.content_type, request.parser_context)
+        return request.data
+
     def initial(self, request, *args, **kwargs):
         self.format_kwarg = self.get_format_suffix(**kwargs)
         neg = self.perform_content_negotiation(request)

@@ -79,7 +79,7 @@ class RedisCounter:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.address[0])
         self.local.sock, self.local.reader = sock, sock.makefile("rb")
         if self.setup:
-            self._send(self.setup)
+            self._send_bytes(self.encode(self.setup), len(self.setup))
 
     def _read_reply(self):
         line = self.local.reader.readline()
@@ -108,9 +108,6 @@ class RedisCounter:
                 data = str(arg).encode()
                 out.append(b"$%d\r\n%s\r\n" % (len(data), data))
         return b"".join(out)
-
-    def _send(self, commands):
-        return self._send_bytes(self.encode(commands), len(commands))
 
     def _send_bytes(self, payload: bytes, replies: int):
         self.local.sock.sendall(payload)
