@@ -19,8 +19,10 @@ event id when it was built (``watermark``); an event in its span (or close enoug
 its visits) with a higher id makes it stale. Queries treat stale buckets as raw at once;
 ``check_late`` (run by ``rollup`` and, every few seconds, by queries) drops them so they
 are rebuilt, and advances ``RollupCursor`` so each check only reads events stored since the
-last one. Known gap: an event whose INSERT commits after a bucket closed (≥ 2 h after its
-timestamp) but with an id below that bucket's watermark is missed until ``rollup --rebuild``.
+last one. Both ids are *settled* (``settled_event_id``): PostgreSQL hands out ids before
+COMMIT, so a transaction still open could hold an id below the highest one visible and
+commit later, after the bucket was scanned; the watermark and the cursor wait for such
+transactions first, so no committed event is ever both uncounted and below them.
 
 ``manage.py rollup`` (run it from a timer, e.g. every minute) calls ``refresh``; queries
 also build up to ``INLINE_BUILDS`` missing buckets themselves, so a site without the timer
@@ -32,7 +34,7 @@ import json
 import logging
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
-from time import monotonic
+from time import monotonic, sleep
 from zoneinfo import ZoneInfo
 
 from django.db import connection, connections, transaction
@@ -68,7 +70,7 @@ MAX_VALUES_PER_DIMENSION = 5000  # a dimension with more values in one bucket is
 INLINE_BUILDS = 2
 CHECK_EVERY = timedelta(seconds=60)  # queries advance the late-event cursor at most this often
 PREPARE_EVERY = 60.0  # seconds: inline rollups and cursor checks are housekeeping, not correctness
-LATE_LOOKBACK_IDS = 1_000  # re-check ids just under the cursor: their transactions may commit late
+SETTLE_TIMEOUT = 5.0  # seconds to wait for open event-writing transactions (settled_event_id)
 PAIRS = [("country", "source"), ("country", "page"), ("event_name", "metadata.*")]
 UTC = ZoneInfo("UTC")
 _ADDITIVE = {"page_views": "page_views", "events": "events", "purchases": "purchases", "visits": "visits"}
@@ -107,9 +109,46 @@ def rolled_dimensions(metadata_keys) -> list[Dimension]:
     return dims
 
 
+def settled_event_id(timeout: float = SETTLE_TIMEOUT) -> int | None:
+    """The highest committed event id such that no event with a lower id can still appear;
+    None if an open transaction writing events did not finish within ``timeout`` seconds.
+
+    PostgreSQL takes an id from the sequence when the row is inserted, not when it commits:
+    a transaction still open may hold an id below the highest visible one (a 500-item batch
+    holds its ids for its whole INSERT, and the single-event rows of another worker commit
+    meanwhile). Every statement that inserts into the table holds its ROW EXCLUSIVE lock
+    from before it takes an id until its transaction ends, so: read the highest visible id
+    and, in the same statement (later than its snapshot), the transactions holding that
+    lock; once they have all ended, every id up to it is committed or will never exist.
+    Nothing is locked, so neither ingestion nor VACUUM waits on this. SQLite serializes its
+    writers and allocates an id inside the writing transaction: the highest id is settled.
+    """
+    if connection.vendor != "postgresql":
+        return Event.objects.aggregate(m=Max("id"))["m"] or 0
+    table = Event._meta.db_table
+    writers_sql = (
+        "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relation' AND relation = %s::regclass"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()"
+    )
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT (SELECT max(id) FROM {connection.ops.quote_name(table)}), array({writers_sql})", [table])
+        top, writers = cur.fetchone()
+        deadline = monotonic() + timeout
+        while writers:
+            if monotonic() > deadline:
+                return None
+            sleep(0.005)
+            cur.execute(f"{writers_sql} AND virtualtransaction = ANY(%s)", [table, writers])
+            writers = [w for (w,) in cur.fetchall()]
+    return top or 0
+
+
 def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, final: bool = True) -> RolledBucket:
     """Roll up [start, end) of ``site``: one row per (dimension, value) plus the totals row."""
-    watermark = Event.objects.aggregate(m=Max("id"))["m"] or 0
+    watermark = settled_event_id()
+    if watermark is None:  # an event transaction stayed open: the last settled id is safe too
+        watermark = RollupCursor.objects.filter(pk=1).values_list("last_id", flat=True).first() or 0
     dims = rolled_dimensions(_metadata_keys(site, start, end))
     if Event.objects.filter(site=site, occurred_at__gte=start, occurred_at__lt=end).exists():
         tallies = scan_bucket(_bucket_query(site), start, end, dims)
@@ -315,11 +354,14 @@ def _late_buckets(site_id: int | None, after_id: int, rolled: list, *, limit: in
 def check_late(now: datetime | None = None, *, verbosity: int = 0) -> None:
     """Drop the rolled buckets that events stored since the last check fall into; advance the cursor."""
     now = now or djtz.now()
-    top = Event.objects.aggregate(m=Max("id"))["m"] or 0
+    top = settled_event_id()  # first: the events read below include every id up to it
+    if top is None:
+        logger.warning("late-event check skipped: a transaction writing events stayed open > %s s", SETTLE_TIMEOUT)
+        return
     cursor, created = RollupCursor.objects.get_or_create(pk=1, defaults={"last_id": top, "checked_at": now})
     if created:
         return
-    after = max(0, cursor.last_id - LATE_LOOKBACK_IDS)
+    after = cursor.last_id
     if top > after:
         stale = _late_buckets(None, after, list(RolledBucket.objects.all()), limit=None)
         for b in RolledBucket.objects.filter(pk__in=stale):
@@ -479,7 +521,7 @@ def collect(query: Query, *, now: datetime | None = None) -> dict:
     chosen = _choose(query, lo, hi, needed)
     if chosen:
         cursor = RollupCursor.objects.filter(pk=1).values_list("last_id", flat=True).first() or 0
-        stale = _late_buckets(query.site_id, max(0, cursor - LATE_LOOKBACK_IDS), chosen)
+        stale = _late_buckets(query.site_id, cursor, chosen)
         chosen = [b for b in chosen if b.pk not in stale]
     tallies = {}
     for seg_lo, seg_hi in _gaps(lo, hi, chosen):

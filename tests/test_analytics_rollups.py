@@ -124,3 +124,98 @@ def test_the_jobs_option_must_be_positive(cast):
 
     with pytest.raises(CommandError, match="--jobs"):
         call_command("rollup", "--jobs", "0")
+
+
+# --- events whose transaction commits late (PostgreSQL hands out ids before COMMIT) --------
+
+
+class _OpenInsert:
+    """An event INSERTed in a transaction of its own connection, left open until ``commit_in``
+    seconds later (from a thread), as a batch or a slow worker's write would be."""
+
+    def __init__(self, site, occurred_at):
+        import psycopg
+        from django.db import connection
+
+        settings = connection.settings_dict
+        self.conn = psycopg.connect(dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"] or None,
+                                    port=settings["PORT"] or None, password=settings["PASSWORD"] or None)  # fmt: skip
+        fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+        row = {f.column: f.get_default() for f in fields}
+        row.update(site_id=site.pk, kind=1, name="pageview", occurred_at=occurred_at, received_at=occurred_at,
+                   visitor=77, session=777, path="/late", metadata="{}")  # fmt: skip
+        columns = ", ".join(row)
+        placeholders = ", ".join(["%s"] * len(row))
+        (self.id,) = self.conn.execute(
+            f"INSERT INTO {Event._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING id", list(row.values())
+        ).fetchone()
+        self.thread = None
+
+    def commit_in(self, seconds):
+        import threading
+        import time
+
+        def commit():
+            time.sleep(seconds)
+            self.conn.commit()
+            self.conn.close()
+
+        self.thread = threading.Thread(target=commit)
+        self.thread.start()
+
+    def join(self):
+        self.thread.join()
+
+
+def _day_counts(site, now):
+    """(page_views from rollups.collect, page_views counted raw) for DAY."""
+    from analytics.engine import summarize
+
+    query = parse_query({"start_date": "2024-01-10", "end_date": "2024-01-10", "metrics": "page_views"}, site=site, now=now)
+    lo, hi = query.utc_range
+    counted = summarize(query, rollups.collect(query, now=now))["data"]["page_views"]
+    return counted, summarize(query, scan(query, lo, hi, None, None))["data"]["page_views"]
+
+
+def _skip_unless_postgresql():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serializes writers: an open transaction cannot hold an id below a committed one")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bucket_built_while_an_earlier_id_is_uncommitted_still_counts_it(cast):
+    _skip_unless_postgresql()
+    now = DAY + timedelta(days=3)
+    _visit(cast.site, DAY + timedelta(hours=9), 1, 11, ["/"])
+    late = _OpenInsert(cast.site, DAY + timedelta(hours=12))  # holds its id, not committed yet
+    _visit(cast.site, now, 2, 22, ["/now"])  # committed, with a higher id
+    late.commit_in(1.0)
+    bucket = rollups.build_bucket(cast.site, "day", DAY, DAY + timedelta(days=1))
+    late.join()
+    assert bucket.watermark >= late.id  # the build waited for the open transaction
+    assert Rollup.objects.get(site=cast.site, grain="day", start=DAY, dimension="").page_views == 2
+    assert _day_counts(cast.site, now) == (2, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_committed_after_the_late_check_passed_its_id_is_still_noticed(cast):
+    _skip_unless_postgresql()
+    from django.db import connection
+
+    now = DAY + timedelta(days=3)
+    _visit(cast.site, DAY + timedelta(hours=9), 1, 11, ["/"])
+    rollups.rebuild(site=cast.site, now=now)  # DAY rolled up; the late-event cursor exists
+    rollups.check_late(now)
+    late = _OpenInsert(cast.site, DAY + timedelta(hours=12))  # a backfill into the rolled day, still open
+    with connection.cursor() as cur:  # thousands of ids are taken and committed meanwhile
+        cur.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), nextval(pg_get_serial_sequence(%s, 'id')) + 5000)",
+                    [Event._meta.db_table] * 2)  # fmt: skip
+    _visit(cast.site, now, 2, 22, ["/now"])
+    late.commit_in(1.0)
+    rollups.check_late(now)  # waits for the open transaction, then reads its event
+    late.join()
+    assert _day_counts(cast.site, now) == (2, 2)
+    rollups.refresh(now=now, site=cast.site)
+    assert Rollup.objects.get(site=cast.site, grain="day", start=DAY, dimension="").page_views == 2
