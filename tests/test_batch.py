@@ -236,3 +236,16 @@ def test_batch_validation_equals_the_serializers(item):
         else:
             assert reference.is_valid(), reference.errors
             assert dict(got) == dict(reference.validated_data)
+
+
+def test_the_answer_is_written_as_drf_would_render_it(api):
+    """The batch writes its 200 body directly; the bytes are those of DRF's JSON renderer."""
+    from rest_framework.renderers import JSONRenderer
+
+    items = [SIGNUP, {"event_name": "ünïcode", "metadata": {"clé": [1]}}, {"event_name": ""}, {"event_name": "last"}]
+    response = api.post(URL, {"events": items})
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    body = response.json()
+    assert [r["success"] for r in body["results"]] == [True, False, False, True]
+    assert "metadata.clé" in body["results"][1]["error"]["message"]
+    assert response.content == JSONRenderer().render(body)
