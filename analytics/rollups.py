@@ -129,7 +129,7 @@ def settled_event_id(timeout: float = SETTLE_TIMEOUT) -> int | None:
     writers_sql = (
         "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relation' AND relation = %s::regclass"
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()"
+        " AND mode = 'RowExclusiveLock' AND granted AND pid IS DISTINCT FROM pg_backend_pid()"  # prepared: no pid
     )
     with connection.cursor() as cur:
         cur.execute(f"SELECT (SELECT max(id) FROM {connection.ops.quote_name(table)}), array({writers_sql})", [table])
