@@ -66,6 +66,7 @@ def test_a_young_table_is_analyzed_as_it_grows(api, cast, monkeypatch):
 
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's planner statistics")
+    monkeypatch.setattr(statistics, "FIRST_CHECK", 200)
     monkeypatch.setattr(statistics, "CHECK_EVERY_ROWS", 200)
     monkeypatch.setitem(statistics._state, "done", False)
     table = Event._meta.db_table
