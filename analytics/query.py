@@ -303,6 +303,9 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
     tz = ZoneInfo(tz_name)
     today = (now or timezone.now()).astimezone(tz).date()
     start, end = _parse_date(params, "start_date"), _parse_date(params, "end_date")
+    for name, value in (("start_date", start), ("end_date", end)):  # before any date arithmetic overflows
+        if value is not None and not 1971 <= value.year <= 9000:
+            raise QueryError(name, "Dates must lie between 1971 and 9000")
     if end is None:
         end = today if start is None or start <= today else start + timedelta(days=DEFAULT_DAYS - 1)
     if start is None:

@@ -63,11 +63,13 @@ def _latest_session_sql(*, site: str, visitor: str, at: str, columns: str) -> st
     statements below. The (site, visitor, occurred_at) index answers it with one range scan.
 
     The time bounds are written as row comparisons on (visitor, occurred_at), which only that
-    index can use. As plain bounds on ``occurred_at`` the (site, occurred_at) index could take
-    them too, and the planner did whenever the table's statistics were older than its rows (a
-    new installation's first minutes: ANALYZE ran on an empty table): it then read every event
-    of the site in the hour around each row. EXPLAIN ANALYZE of a 500-row lookup on 200k fresh
-    rows: 1,671 ms that way, 3.7 ms this way; the same plan once the statistics are current."""
+    index can use as bounds. As plain bounds on ``occurred_at`` the (site, occurred_at) index
+    could take them too, and with the statistics of an empty table (a new installation) the
+    planner did: it read every event of the site in the hour around each row. EXPLAIN ANALYZE of
+    a 500-row lookup on 200k such rows: 1,671 ms that way, 3.7 ms this way; the same plan once
+    the statistics are current. It is not a guarantee — with other stale statistics the planner
+    still chose the time index for ``site_id`` alone (seen in the test suite) — so
+    ``statistics.py`` keeps a young table's statistics current."""
     gap = f"interval '{int(SESSION_GAP.total_seconds())} seconds'"
     return (
         f"SELECT {columns} FROM {Event._meta.db_table} e WHERE e.site_id = {site} AND e.visitor = {visitor}"

@@ -6,8 +6,9 @@ pass can wait a minute or more behind other tables) the planner estimates every 
 the table at about one row: it then answered a batch's session lookup from the (site, time)
 index, reading every event of the site in the hour around each item — 27 s requests in the
 batch benchmark's first run on a new database. The row comparisons in
-``ingest._latest_session_sql`` keep the batch lookup on the right index whatever the
-statistics say; this keeps them current for the single-event INSERT too.
+``ingest._latest_session_sql`` keep the batch lookup on the right index in that case but not
+in every stale state, and the single-event INSERT's lookup took the wrong index regardless;
+this module keeps the statistics current instead.
 
 After ``FIRST_CHECK`` rows a worker stores, then after as many again as it has stored in all
 (so the checks double), up to every ``CHECK_EVERY_ROWS`` rows, it reads the table's row

@@ -32,6 +32,8 @@ def _event(site, when, kind=1, **fields):
         ({"timezone": "../../etc/passwd"}, "timezone"),
         ({"compare": "last_year"}, "compare"),
         ({"start_date": "2019-01-01", "end_date": "2024-12-31"}, "start_date"),
+        ({"end_date": "0001-01-05"}, "end_date"),  # the default start, 29 days earlier, overflowed: a 500
+        ({"start_date": "9999-12-30"}, "start_date"),
         ({"breakdown": "entry_page", "metrics": "page_views"}, "metrics"),
         ({"filters": "exit_page==/", "metrics": "visits,revenue"}, "metrics"),
     ],
