@@ -62,9 +62,12 @@ class NameField(serializers.Field):
         super().__init__(label=label, **kwargs)
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, (str, int)):
+        if type(data) is str:  # the usual case, first
+            text = data.strip()
+        elif isinstance(data, bool) or not isinstance(data, (str, int)):
             raise fail(f"{self.label} must be a string")
-        text = str(data).strip()
+        else:
+            text = str(data).strip()
         if not text:
             raise fail(f"{self.label} is required" if self.required else f"{self.label} must not be empty")
         if len(text) > self.max_length:
@@ -175,11 +178,14 @@ class BoundValidator:
     def __init__(self, serializer_class, context):
         self.serializer = serializer_class(context=context)
         self.fields = [
-            # (name, field, its plain steps may be run inline, it has validators)
-            (name, field, type(field).run_validation is serializers.Field.run_validation, bool(field.validators))
+            # (name, field, where its value goes, its plain steps may be run inline (then its
+            # to_internal_value, bound once), it has validators)
+            (name, field, field.source,
+             field.to_internal_value if type(field).run_validation is serializers.Field.run_validation else None,
+             bool(field.validators))
             for name, field in self.serializer.fields.items()
             if not field.read_only
-        ]
+        ]  # fmt: skip
         cls = type(self.serializer)
         self.generic = (
             cls.validate is not serializers.Serializer.validate
@@ -193,16 +199,16 @@ class BoundValidator:
         if self.generic:
             return self.serializer.run_validation(item)
         out, errors = {}, {}
-        for name, field, inline, validators in self.fields:
+        for name, field, source, to_internal, validators in self.fields:
             try:
                 value = item.get(name, empty)
-                if not inline or value is empty or value is None:
-                    out[field.source] = field.run_validation(value)
+                if to_internal is None or value is empty or value is None:
+                    out[source] = field.run_validation(value)
                 else:  # Field.run_validation's steps for a present, non-null value
-                    value = field.to_internal_value(value)
+                    value = to_internal(value)
                     if validators:
                         field.run_validators(value)
-                    out[field.source] = value
+                    out[source] = value
             except serializers.ValidationError as exc:
                 errors[name] = exc.detail
             except DjangoValidationError as exc:
