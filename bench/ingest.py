@@ -1,7 +1,7 @@
 """Ingestion benchmark: ``POST /api/v1/events`` against a bare Django view, in one run.
 
     python -m bench ingest [--db bench_ingest] [--duration 30] [--connections 32]
-                           [--server gunicorn:gthread|gunicorn|granian] [--workers 2] [--threads 8] [--lean]
+                           [--server gunicorn:gthread|gunicorn|granian] [--workers 2] [--threads 8] [--lean] [--rounds 3]
 
 Starts the app (PostgreSQL from ``--db``/DATABASE_URL, Redis throttles from REDIS_URL,
 default redis://127.0.0.1:6379/0, the events limit raised for the run), warms it up, then
@@ -9,7 +9,9 @@ drives ``--connections`` concurrent keep-alive clients for ``--duration`` second
 1. ``/bench/bare`` — a Django view through the same middleware, no DRF, no database;
 2. ``/api/v1/events`` — the reference event with a varying visitor and metadata (requests built before the run);
 3. with ``--lean``, ``/api/v1/bench/lean-event``: the same work without DRF (``bench/urls.py``), not a target.
-It prints requests/s, p50/p99 and errors for both, the CPU each request cost the server,
+Each phase runs ``--duration`` seconds in all, as ``--rounds`` slices taken in turn (default
+3 × 10 s: bare, events, bare, events, …), so both sides of the ratio share the same stretch of
+the machine. It prints requests/s, p50/p99 and errors for both, the CPU each request cost the server,
 PostgreSQL, Redis and the load client (``bench/cpu.py``), the ratio, and checks that the rows
 stored under the run's event name equal the acknowledged (201) responses.
 Targets (issue 4): ≥ 60 % of the baseline, p99 ≤ 50 ms, 0 errors.
@@ -26,7 +28,7 @@ import time
 import uuid
 
 from bench import cpu
-from bench.client import build_request, run_load
+from bench.client import LoadResult, build_request, run_load
 from bench.common import bench_site_and_key, commit_latency, load_average, machine, ms, prepare_database, server_env
 from bench.servers import running_server
 
@@ -79,6 +81,31 @@ def line(label: str, result, unit: str) -> str:
     )
 
 
+def interleaved(base, phases: dict, *, connections: int, duration: float, rounds: int):
+    """Run each phase for ``duration`` seconds in all, as ``rounds`` slices taken in turn
+    (bare, events, bare, events, …), so that both sides of the ratio share the same stretch of
+    the machine: this VM's speed drifts by tens of percent within minutes, and back-to-back
+    30 s phases moved the ratio between runs by as much. → ({phase: merged LoadResult},
+    {phase: CPU seconds used per group over its slices})."""
+    results = {name: LoadResult() for name in phases}
+    used = {name: None for name in phases}
+    for _ in range(rounds):
+        for name, requests in phases.items():
+            before = cpu.snapshot(base)
+            part = run_load(base, requests, connections=connections, duration=duration / rounds)
+            after = cpu.snapshot(base)
+            merged = results[name]
+            merged.duration += part.duration
+            merged.latencies += part.latencies
+            merged.errors += part.errors
+            merged.client_cpu += part.client_cpu
+            for status, n in part.statuses.items():
+                merged.statuses[status] = merged.statuses.get(status, 0) + n
+            delta = {g: after[g] - before[g] for g in after}
+            used[name] = delta if used[name] is None else {g: used[name][g] + delta[g] for g in delta}
+    return results, used
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", help="PostgreSQL database (name or URL); default DATABASE_URL or bench_ingest")
@@ -91,9 +118,10 @@ def main(argv=None):
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--no-wrk", action="store_true", help="skip the wrk cross-check of the baseline")
     parser.add_argument("--lean", action="store_true", help="also drive the event view without DRF (bench.urls), as long")
+    parser.add_argument("--rounds", type=int, default=3, help="slices each phase's duration is run in, taken in turn")
     args = parser.parse_args(argv)
-    if not 0 < args.duration <= 600 or not 0 < args.connections <= 256:
-        raise SystemExit("--duration must be in (0, 600] s and --connections in (0, 256]")
+    if not 0 < args.duration <= 600 or not 0 < args.connections <= 256 or not 1 <= args.rounds <= 30:
+        raise SystemExit("--duration must be in (0, 600] s, --connections in (0, 256] and --rounds in [1, 30]")
 
     prepare_database(args.db, default="bench_ingest")
     from django.db import connection
@@ -114,20 +142,17 @@ def main(argv=None):
         run_load(base, bare_requests(), connections=args.connections, duration=args.warmup / 2)
         run_load(base, event_requests(raw_key, f"{run}-warmup", visitors=args.visitors), connections=args.connections,
                  duration=args.warmup / 2)  # fmt: skip
-        cpu0 = cpu.snapshot(base)
-        baseline = run_load(base, bare_requests(), connections=args.connections, duration=args.duration)
-        cpu1 = cpu.snapshot(base)
-        baseline_wrk = None if args.no_wrk else wrk_rate(base, args.connections, args.duration)
-        events = event_requests(raw_key, run, visitors=args.visitors)
-        started = time.time()
-        cpu2 = cpu.snapshot(base)
-        ingest = run_load(base, events, connections=args.connections, duration=args.duration)
-        cpu3 = cpu.snapshot(base)
+        phases = {"bare": bare_requests(), "events": event_requests(raw_key, run, visitors=args.visitors)}
         if args.lean:
-            lean_events = event_requests(raw_key, f"{run}-lean", visitors=args.visitors, path="/api/v1/bench/lean-event")
-            cpu4 = cpu.snapshot(base)
-            lean = run_load(base, lean_events, connections=args.connections, duration=args.duration)
-            cpu5 = cpu.snapshot(base)
+            phases["lean"] = event_requests(raw_key, f"{run}-lean", visitors=args.visitors, path="/api/v1/bench/lean-event")
+        started = time.time()
+        results, used = interleaved(base, phases, connections=args.connections, duration=args.duration, rounds=args.rounds)
+        baseline_wrk = None if args.no_wrk else wrk_rate(base, args.connections, args.duration)
+    baseline, ingest = results["bare"], results["events"]
+    zero = dict.fromkeys(used["bare"], 0.0)
+    cpu0, cpu1, cpu2, cpu3 = zero, used["bare"], zero, used["events"]
+    if args.lean:
+        lean, cpu4, cpu5 = results["lean"], zero, used["lean"]
     stored = Event.objects.filter(site=site, name=run).count()
     acknowledged = ingest.statuses.get(201, 0)
     ratio = ingest.rate / baseline.rate if baseline.rate else 0.0

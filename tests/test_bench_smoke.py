@@ -178,3 +178,32 @@ def test_cpu_groups_processes_by_command_line(cmdline, group):
     from bench import cpu
 
     assert cpu.group_of(cmdline, b"127.0.0.1:8123") == group
+
+
+def test_ingest_phases_are_interleaved_and_merged(monkeypatch):
+    """``bench ingest`` runs its phases in slices taken in turn and adds each phase's up."""
+    from bench import ingest
+
+    order = []
+
+    def recording_run_load(base, make_request, **kwargs):
+        order.append(make_request(0))
+        return run_load(base, make_request, **kwargs)
+
+    monkeypatch.setattr(ingest, "run_load", recording_run_load)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        ok = build_request("POST", "/x", "127.0.0.1", {}, b"ok")
+        bad = build_request("POST", "/x", "127.0.0.1", {}, b"no")
+        phases = {"ok": lambda seq: ok, "bad": lambda seq: bad}
+        results, used = ingest.interleaved(base, phases, connections=2, duration=0.6, rounds=3)
+    finally:
+        server.shutdown()
+    assert order == [ok, bad, ok, bad, ok, bad]
+    assert set(results["ok"].statuses) == {201} and set(results["bad"].statuses) == {400}
+    assert results["ok"].completed > 0 and results["bad"].errors == results["bad"].completed > 0
+    assert 0.5 < results["ok"].duration < 1.2  # three slices of 0.2 s
+    assert set(used["ok"]) == {"server", "postgres", "redis"}
