@@ -34,6 +34,8 @@ from accounts.models import Site
 DEFAULT_DAYS = 30
 MAX_RANGE_DAYS = 5 * 366
 MAX_HOURLY_DAYS = 31
+MIN_YEAR, MAX_YEAR = 1971, 9000  # of start_date and end_date
+_YEARS_MESSAGE = f"Dates must lie between {MIN_YEAR} and {MAX_YEAR}"
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 MAX_FILTERS = 10
@@ -304,8 +306,8 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
     today = (now or timezone.now()).astimezone(tz).date()
     start, end = _parse_date(params, "start_date"), _parse_date(params, "end_date")
     for name, value in (("start_date", start), ("end_date", end)):  # before any date arithmetic overflows
-        if value is not None and not 1971 <= value.year <= 9000:
-            raise QueryError(name, "Dates must lie between 1971 and 9000")
+        if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise QueryError(name, _YEARS_MESSAGE)
     if end is None:
         end = today if start is None or start <= today else start + timedelta(days=DEFAULT_DAYS - 1)
     if start is None:
@@ -315,8 +317,8 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
     days = (end - start).days + 1
     if days > MAX_RANGE_DAYS:
         raise QueryError("start_date", f"The date range must be at most {MAX_RANGE_DAYS} days (5 years)")
-    if start.year < 1971 or end.year > 9000:
-        raise QueryError("start_date", "Dates must lie between 1971 and 9000")
+    if start.year < MIN_YEAR or end.year > MAX_YEAR:  # a default end or start beyond the years
+        raise QueryError("start_date", _YEARS_MESSAGE)
 
     interval = params.get("interval") or None
     if interval is not None and interval not in ("hour", "day", "week", "month"):

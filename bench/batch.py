@@ -78,6 +78,11 @@ def copy_rows(site, items: list[dict], total: int) -> float:
     return time.perf_counter() - started
 
 
+def accepted_items(result) -> int:
+    """Items the endpoint stored, summed over the 200 answers in ``result``'s bodies."""
+    return sum(json.loads(body)["accepted"] for body in result.bodies if body.startswith(b'{"success"'))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench batch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", help="PostgreSQL database (name or URL); default DATABASE_URL or bench_ingest")
@@ -111,7 +116,7 @@ def main(argv=None):
           f"(~{len(bodies[0]) // 1024} KB)")  # fmt: skip
     connection.close()
     env = server_env(RATE_LIMIT_EVENTS=10**9)
-    result, accepted, stored, copy_seconds = LoadResult(), 0, 0, 0.0
+    result, stored, copy_seconds = LoadResult(), 0, 0.0
     with running_server(server=args.server, workers=args.workers, threads=args.threads, env=env) as base:
         run_load(base, lambda seq: requests[seq % len(requests)], connections=args.connections, duration=2)  # warm-up
         # In turns: a slice of the endpoint, then a COPY of as many rows, so both sides of the
@@ -121,15 +126,10 @@ def main(argv=None):
             connection.close()
             part = run_load(base, lambda seq: requests[seq % len(requests)], connections=args.connections,
                             duration=args.duration / args.rounds, keep_bodies=True)  # fmt: skip
-            taken = sum(json.loads(body)["accepted"] for body in part.bodies if body.startswith(b'{"success"'))
             stored += Event.objects.filter(site=site).count() - before
-            copy_seconds += copy_rows(site, items, taken)
-            accepted += taken
-            result.duration += part.duration
-            result.latencies += part.latencies
-            result.errors += part.errors
-            for status, n in part.statuses.items():
-                result.statuses[status] = result.statuses.get(status, 0) + n
+            copy_seconds += copy_rows(site, items, accepted_items(part))
+            result.add(part)
+    accepted = accepted_items(result)
     batch_rate = accepted / result.duration
     copy_rate = accepted / copy_seconds
     print(f"batch endpoint: {batch_rate:>10,.0f} events/s  ({result.completed:,} batches, {accepted:,} events in "

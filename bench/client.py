@@ -39,6 +39,16 @@ class LoadResult:
     def percentile(self, p: float) -> float:
         return percentile(self.latencies, p)
 
+    def add(self, part: "LoadResult") -> None:
+        """Fold in another run's result (a later slice of the same phase)."""
+        self.duration += part.duration
+        self.latencies += part.latencies
+        self.errors += part.errors
+        self.client_cpu += part.client_cpu
+        self.bodies += part.bodies
+        for status, n in part.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + n
+
 
 def percentile(values, p: float) -> float:
     """Nearest-rank percentile (p in 0…100) of ``values``; 0.0 when empty."""

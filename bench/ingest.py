@@ -88,21 +88,14 @@ def interleaved(base, phases: dict, *, connections: int, duration: float, rounds
     30 s phases moved the ratio between runs by as much. → ({phase: merged LoadResult},
     {phase: CPU seconds used per group over its slices})."""
     results = {name: LoadResult() for name in phases}
-    used = {name: None for name in phases}
+    used = {name: dict.fromkeys(cpu.GROUPS, 0.0) for name in phases}
     for _ in range(rounds):
         for name, requests in phases.items():
             before = cpu.snapshot(base)
-            part = run_load(base, requests, connections=connections, duration=duration / rounds)
+            results[name].add(run_load(base, requests, connections=connections, duration=duration / rounds))
             after = cpu.snapshot(base)
-            merged = results[name]
-            merged.duration += part.duration
-            merged.latencies += part.latencies
-            merged.errors += part.errors
-            merged.client_cpu += part.client_cpu
-            for status, n in part.statuses.items():
-                merged.statuses[status] = merged.statuses.get(status, 0) + n
-            delta = {g: after[g] - before[g] for g in after}
-            used[name] = delta if used[name] is None else {g: used[name][g] + delta[g] for g in delta}
+            for group in cpu.GROUPS:
+                used[name][group] += after[group] - before[group]
     return results, used
 
 
@@ -148,22 +141,19 @@ def main(argv=None):
         started = time.time()
         results, used = interleaved(base, phases, connections=args.connections, duration=args.duration, rounds=args.rounds)
         baseline_wrk = None if args.no_wrk else wrk_rate(base, args.connections, args.duration)
-    baseline, ingest = results["bare"], results["events"]
-    zero = dict.fromkeys(used["bare"], 0.0)
-    cpu0, cpu1, cpu2, cpu3 = zero, used["bare"], zero, used["events"]
-    if args.lean:
-        lean, cpu4, cpu5 = results["lean"], zero, used["lean"]
+    baseline, ingest, lean = results["bare"], results["events"], results.get("lean")
     stored = Event.objects.filter(site=site, name=run).count()
     acknowledged = ingest.statuses.get(201, 0)
     ratio = ingest.rate / baseline.rate if baseline.rate else 0.0
     print(line("baseline: bare Django view", baseline, "req/s"))
     print(line("ingest: POST /api/v1/events", ingest, "events/s"))
-    phases = [("bare view", baseline, cpu0, cpu1), ("POST /events", ingest, cpu2, cpu3)]
+    labels = {"bare": "bare view", "events": "POST /events"}
     if args.lean:
         print(line("no DRF (bench only): lean-event", lean, "events/s"))
-        phases.append(("no DRF", lean, cpu4, cpu5))
-    for label, result, before, after in phases:
-        share = cpu.per_request(before, after, result.completed)
+        labels["lean"] = "no DRF"
+    for name, label in labels.items():
+        result = results[name]
+        share = cpu.per_request(dict.fromkeys(cpu.GROUPS, 0.0), used[name], result.completed)
         client = 1000 * result.client_cpu / result.completed if result.completed else 0.0
         total = sum(share.values()) + client
         print(f"CPU per request, {label + ':':<14} server {share['server']:.2f} ms, PostgreSQL {share['postgres']:.2f} ms, "

@@ -1,23 +1,23 @@
 """Fresh planner statistics while the events table is young.
 
 PostgreSQL plans the session lookups from the statistics of the last ANALYZE. On a new
-installation that ANALYZE saw an empty table, and until autovacuum runs again (its first
-pass can wait a minute or more behind other tables) the planner estimates every range of
-the table at about one row: it then answered a batch's session lookup from the (site, time)
-index, reading every event of the site in the hour around each item — 27 s requests in the
-batch benchmark's first run on a new database. The row comparisons in
-``ingest._latest_session_sql`` keep the batch lookup on the right index in that case but not
-in every stale state, and the single-event INSERT's lookup took the wrong index regardless;
-this module keeps the statistics current instead.
+installation that ANALYZE saw an empty table, and until autovacuum analyzes it again (never
+on a server with autovacuum off, as on the machine this was measured on) the planner
+estimates every range of the table at about one row. It then answered a batch's session
+lookup from the (site, time) index, reading every event of the site in the hour around each
+item: 27 s requests in the batch benchmark's first run on a new database. The row
+comparisons in ``ingest._latest_session_sql`` keep the batch lookup on the right index in
+that case but not in every stale state, and the single-event INSERT's lookup took the wrong
+index regardless; this module keeps the statistics current instead.
 
 After ``FIRST_CHECK`` rows a worker stores, then after as many again as it has stored in all
-(so the checks double), up to every ``CHECK_EVERY_ROWS`` rows, it reads the table's row
-estimate and the rows changed since its last ANALYZE (one catalog query); when the table has
-more than doubled since, it ANALYZEs it in a background thread. The first checks come early
-because the first minutes matter: with the empty table's statistics, the batch lookup's
-prepared (generic) plan scanned the site's events per item, 0.4–0.9 s per 500-item lookup
-(PostgreSQL's log in the batch benchmark's first run on a new database) until an ANALYZE. Once the estimate passes ``YOUNG``
-rows the worker stops checking: from there autovacuum's 10 % rule keeps up.
+(so the checks double), up to every ``CHECK_EVERY_ROWS`` rows, a background thread reads the
+table's row estimate and the rows changed since its last ANALYZE (one catalog query) and,
+when the table has more than doubled since, ANALYZEs it. The first checks come early
+because the first seconds matter: even with the row comparisons, the batch lookups took
+0.36–0.87 s each (PostgreSQL's log, the batch benchmark's first run on a new database) until
+the first ANALYZE. Once the estimate passes ``YOUNG`` rows the worker stops checking: from
+there autovacuum's 10 % rule keeps up, where autovacuum runs.
 """
 
 import logging
@@ -33,53 +33,43 @@ CHECK_EVERY_ROWS = 20_000
 YOUNG = 1_000_000
 
 _lock = threading.Lock()
-_state = {"stored": 0, "total": 0, "busy": False, "done": False}
+_state = {"total": 0, "next": FIRST_CHECK, "busy": False, "done": False}
 
 
 def note_stored(count: int) -> None:
-    """Count ``count`` rows this process stored; check the statistics when due."""
+    """Count ``count`` rows this process stored; when a check is due, start it in a thread.
+
+    The writer only counts: it runs in the group-commit leader and inside a batch's
+    transaction, where a catalog query would delay every waiting request and a failing one
+    would abort the batch."""
     if _state["done"] or connection.vendor != "postgresql":
         return
     with _lock:
-        _state["stored"] += count
         _state["total"] += count
-        step = min(CHECK_EVERY_ROWS, max(FIRST_CHECK, _state["total"] // 2))
-        due = _state["stored"] >= step and not _state["busy"]
-        if due:
-            _state["stored"], _state["busy"] = 0, True
+        due = _state["total"] >= _state["next"] and not _state["busy"]
+        if due:  # the next check once as many rows again have been stored, at most CHECK_EVERY_ROWS on
+            _state["next"] = _state["total"] + min(CHECK_EVERY_ROWS, _state["total"])
+            _state["busy"] = True
     if due:
-        try:
-            if _stale():
-                threading.Thread(target=_analyze, name="events-analyze", daemon=True).start()
-                return  # _analyze clears busy
-        except Exception as exc:  # statistics are housekeeping: never fail a write
-            logger.warning("could not read the events table's statistics: %s", exc)
-        _state["busy"] = False
+        threading.Thread(target=_refresh, name="events-statistics", daemon=True).start()
 
 
-def _stale() -> bool:
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT c.reltuples, s.n_mod_since_analyze FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid"
-            " WHERE c.oid = %s::regclass",
-            [Event._meta.db_table],
-        )
-        row = cur.fetchone()
-    if row is None:
-        return False
-    estimate, changed = row
-    if estimate >= YOUNG:
-        _state["done"] = True
-        return False
-    return changed > max(FIRST_CHECK, estimate)  # more than doubled (-1: never analyzed)
-
-
-def _analyze() -> None:
+def _refresh() -> None:
+    """In this thread's own connection: ANALYZE the table if it has more than doubled since."""
     try:
         with connection.cursor() as cur:
-            cur.execute(f"ANALYZE {connection.ops.quote_name(Event._meta.db_table)}")
-    except Exception as exc:
-        logger.warning("ANALYZE of the events table failed: %s", exc)
+            cur.execute(
+                "SELECT c.reltuples, s.n_mod_since_analyze FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid"
+                " WHERE c.oid = %s::regclass",
+                [Event._meta.db_table],
+            )
+            row = cur.fetchone()
+            if row is not None and row[0] >= YOUNG:
+                _state["done"] = True
+            elif row is not None and row[1] > max(FIRST_CHECK, row[0]):  # more than doubled (-1: never analyzed)
+                cur.execute(f"ANALYZE {connection.ops.quote_name(Event._meta.db_table)}")
+    except Exception as exc:  # statistics are housekeeping: never fail a write
+        logger.warning("could not refresh the events table's statistics: %s", exc)
     finally:
-        connection.close()  # this thread's own connection
+        connection.close()
         _state["busy"] = False

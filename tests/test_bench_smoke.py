@@ -96,18 +96,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_load_client_counts_statuses_and_stops_at_max_requests():
+OK = build_request("POST", "/x", "127.0.0.1", {}, b"ok")  # _Handler answers 201
+BAD = build_request("POST", "/x", "127.0.0.1", {}, b"no")  # and 400
+
+
+@pytest.fixture
+def handler_base():
+    """The base URL of a _Handler server on a free loopback port."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
-        ok = build_request("POST", "/x", "127.0.0.1", {}, b"ok")
-        bad = build_request("POST", "/x", "127.0.0.1", {}, b"no")
-        result = run_load(base, lambda seq: bad if seq % 5 == 4 else ok, connections=3, duration=20, max_requests=25,
-                          keep_bodies=True)  # fmt: skip
-    finally:
-        server.shutdown()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_load_client_counts_statuses_and_stops_at_max_requests(handler_base):
+    result = run_load(handler_base, lambda seq: BAD if seq % 5 == 4 else OK, connections=3, duration=20, max_requests=25,
+                      keep_bodies=True)  # fmt: skip
     assert result.completed == 25
     assert result.statuses == {201: 20, 400: 5}
     assert result.errors == 5
@@ -180,7 +184,7 @@ def test_cpu_groups_processes_by_command_line(cmdline, group):
     assert cpu.group_of(cmdline, b"127.0.0.1:8123") == group
 
 
-def test_ingest_phases_are_interleaved_and_merged(monkeypatch):
+def test_ingest_phases_are_interleaved_and_merged(monkeypatch, handler_base):
     """``bench ingest`` runs its phases in slices taken in turn and adds each phase's up."""
     from bench import ingest
 
@@ -191,18 +195,9 @@ def test_ingest_phases_are_interleaved_and_merged(monkeypatch):
         return run_load(base, make_request, **kwargs)
 
     monkeypatch.setattr(ingest, "run_load", recording_run_load)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
-        ok = build_request("POST", "/x", "127.0.0.1", {}, b"ok")
-        bad = build_request("POST", "/x", "127.0.0.1", {}, b"no")
-        phases = {"ok": lambda seq: ok, "bad": lambda seq: bad}
-        results, used = ingest.interleaved(base, phases, connections=2, duration=0.6, rounds=3)
-    finally:
-        server.shutdown()
-    assert order == [ok, bad, ok, bad, ok, bad]
+    phases = {"ok": lambda seq: OK, "bad": lambda seq: BAD}
+    results, used = ingest.interleaved(handler_base, phases, connections=2, duration=0.6, rounds=3)
+    assert order == [OK, BAD, OK, BAD, OK, BAD]
     assert set(results["ok"].statuses) == {201} and set(results["bad"].statuses) == {400}
     assert results["ok"].completed > 0 and results["bad"].errors == results["bad"].completed > 0
     assert 0.5 < results["ok"].duration < 1.2  # three slices of 0.2 s

@@ -41,6 +41,7 @@ def test_a_young_table_is_analyzed_as_it_grows(api, cast, monkeypatch):
     monkeypatch.setattr(statistics, "FIRST_CHECK", 200)
     monkeypatch.setattr(statistics, "CHECK_EVERY_ROWS", 200)
     monkeypatch.setitem(statistics._state, "done", False)
+    monkeypatch.setitem(statistics._state, "next", 200)
     table = Event._meta.db_table
     with connection.cursor() as cur:
         cur.execute(f"ANALYZE {table}")  # as on a new installation: the statistics of an empty table
