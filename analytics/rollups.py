@@ -117,7 +117,8 @@ def settled_event_id(timeout: float = SETTLE_TIMEOUT) -> int | None:
     a transaction still open may hold an id below the highest visible one (a 500-item batch
     holds its ids for its whole INSERT, and the single-event rows of another worker commit
     meanwhile). Every statement that inserts into the table holds its ROW EXCLUSIVE lock
-    from before it takes an id until its transaction ends, so: read the highest visible id
+    from before it takes an id until its transaction ends (a batch, which takes its ids from
+    the sequence before its COPY, takes that lock explicitly first), so: read the highest visible id
     and, in the same statement (later than its snapshot), the transactions holding that
     lock; once they have all ended, every id up to it is committed or will never exist.
     Nothing is locked, so neither ingestion nor VACUUM waits on this. SQLite serializes its

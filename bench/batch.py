@@ -10,7 +10,10 @@ visitors, timestamps within the last hour), posts them for ``--duration`` second
 for those items (hashed visitor, session, metadata…) — into the same table (same indexes and
 constraints), one COPY per slice, timing them; taking the two in turns keeps both sides of
 the ratio on the same stretch of the machine. Prints both
-rates and their ratio (target ≥ 50 %).
+rates and their ratio (target ≥ 50 %), and the CPU per 1,000 events on each side: the
+server's, PostgreSQL's and Redis's processes (``bench/cpu.py``) and the load client during
+the endpoint's slices; this process (encoding and sending, the rows built before) and
+PostgreSQL's during the COPYs.
 """
 
 import argparse
@@ -21,6 +24,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from bench import cpu
 from bench.client import LoadResult, build_request, run_load
 from bench.common import bench_site_and_key, machine, ms, prepare_database, server_env
 from bench.servers import running_server
@@ -46,8 +50,9 @@ def make_items(rng: random.Random, count: int, run: str, now: datetime) -> list[
     return items
 
 
-def copy_rows(site, items: list[dict], total: int) -> float:
-    """COPY ``total`` rows (cycling through ``items``) as the endpoint would store them; seconds."""
+def copy_rows(site, items: list[dict], total: int) -> tuple[float, float]:
+    """COPY ``total`` rows (cycling through ``items``) as the endpoint would store them; the
+    seconds it took and this process's CPU seconds in it."""
     from django.db import connection, transaction
 
     from events.ingest import PURCHASE_EVENT_NAME
@@ -70,12 +75,17 @@ def copy_rows(site, items: list[dict], total: int) -> float:
             kind, name, purchase = Kind.CUSTOM, item["event_name"], (None, "", None, "")
         rows.append((site.pk, kind, name, occurred, now, visitor, random.getrandbits(62), json.dumps(item["metadata"]),
                      *purchase, *([""] * 13)))  # fmt: skip
-    started = time.perf_counter()  # the rows are ready: time the COPY alone
+    started, own = time.perf_counter(), time.process_time()  # the rows are ready: time the COPY alone
     with transaction.atomic(), connection.cursor() as cur:
         with cur.cursor.copy(f"COPY {Event._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - own
+
+
+def _accumulate(total: dict, before: dict, after: dict) -> None:
+    for group in cpu.GROUPS:
+        total[group] += after[group] - before[group]
 
 
 def accepted_items(result) -> int:
@@ -117,6 +127,7 @@ def main(argv=None):
     connection.close()
     env = server_env(RATE_LIMIT_EVENTS=10**9)
     result, stored, copy_seconds = LoadResult(), 0, 0.0
+    endpoint_cpu, copy_cpu, copy_client = dict.fromkeys(cpu.GROUPS, 0.0), dict.fromkeys(cpu.GROUPS, 0.0), 0.0
     with running_server(server=args.server, workers=args.workers, threads=args.threads, env=env) as base:
         run_load(base, lambda seq: requests[seq % len(requests)], connections=args.connections, duration=2)  # warm-up
         # In turns: a slice of the endpoint, then a COPY of as many rows, so both sides of the
@@ -124,10 +135,16 @@ def main(argv=None):
         for _ in range(args.rounds):
             before = Event.objects.filter(site=site).count()
             connection.close()
+            snap = cpu.snapshot(base)
             part = run_load(base, lambda seq: requests[seq % len(requests)], connections=args.connections,
                             duration=args.duration / args.rounds, keep_bodies=True)  # fmt: skip
+            _accumulate(endpoint_cpu, snap, cpu.snapshot(base))
             stored += Event.objects.filter(site=site).count() - before
-            copy_seconds += copy_rows(site, items, accepted_items(part))
+            snap = cpu.snapshot(base)
+            seconds, own = copy_rows(site, items, accepted_items(part))
+            _accumulate(copy_cpu, snap, cpu.snapshot(base))
+            copy_seconds += seconds
+            copy_client += own
             result.add(part)
     accepted = accepted_items(result)
     batch_rate = accepted / result.duration
@@ -137,6 +154,13 @@ def main(argv=None):
           f"errors {result.errors}; stored {stored:,})")  # fmt: skip
     print(f"raw COPY:       {copy_rate:>10,.0f} rows/s    ({accepted:,} rows in {copy_seconds:.2f} s, "
           f"{args.rounds} COPYs of one transaction each, after each slice)")  # fmt: skip
+    if accepted:
+        per = {g: 1e6 * v / accepted for g, v in endpoint_cpu.items()}
+        print(f"CPU per 1,000 events, endpoint: server {per['server']:.1f} ms, PostgreSQL {per['postgres']:.1f} ms, "
+              f"Redis {per['redis']:.1f} ms, load client {1e6 * result.client_cpu / accepted:.1f} ms")  # fmt: skip
+        per = {g: 1e6 * v / accepted for g, v in copy_cpu.items()}
+        print(f"CPU per 1,000 rows, COPY:       client {1e6 * copy_client / accepted:.1f} ms (the rows built before), "
+              f"PostgreSQL {per['postgres']:.1f} ms")  # fmt: skip
     ratio = batch_rate / copy_rate if copy_rate else 0.0
     good = ratio >= TARGET_RATIO and result.errors == 0 and stored == accepted
     print(f"ratio {ratio:.0%} (target ≥ {TARGET_RATIO:.0%}); errors {result.errors}; stored == accepted: {stored == accepted}"

@@ -5,7 +5,7 @@ and hands the row to this process's group writer
 (``groupcommit.py``), which stores it — with the rows of concurrent requests — through
 ``store_rows``: one statement that also finds each row's session, in autocommit, so it
 returns only after COMMIT: acknowledged means stored. ``ingest_batch`` assigns sessions
-across its items first, then stores them with the same statement in one transaction.
+across its items first, then stores them with one COPY (``_copy_rows``) in one transaction.
 """
 
 import contextlib
@@ -79,7 +79,7 @@ def _latest_session_sql(*, site: str, visitor: str, at: str, columns: str) -> st
 
 
 _INSERT_PLANS: dict = {}
-LOOKUP, TRACKER, GIVEN = "lookup", "tracker", "given"  # how the INSERT finds sessions (see _insert_plan)
+LOOKUP, TRACKER = "lookup", "tracker"  # how the INSERT finds sessions (see _insert_plan)
 
 
 def _isoformat(value: datetime, memo: dict) -> str:
@@ -107,9 +107,7 @@ def _insert_plan(sessions: str = LOOKUP) -> str:
     - ``LOOKUP``: as above, one index probe per row;
     - ``TRACKER``: rows may also carry ``earlier_visitor``, the tracker's id of the same person
       under yesterday's salt; the latest session of either id is joined, and the row takes that
-      session's visitor id, so a visit crossing midnight stays one visitor (``assign_session``);
-    - ``GIVEN``: the rows carry their sessions already (the batch endpoint assigns them across
-      its items first).
+      session's visitor id, so a visit crossing midnight stays one visitor (``assign_session``).
     """
     if sessions not in _INSERT_PLANS:
         qn = connection.ops.quote_name
@@ -193,13 +191,13 @@ def store_rows(rows: list[dict]) -> list[int]:
     return _insert_rows(rows, sessions=TRACKER if tracker else LOOKUP)
 
 
-def _insert_rows(rows: list[dict], *, sessions: str, stamps: dict | None = None) -> list[int]:
+def _insert_rows(rows: list[dict], *, sessions: str) -> list[int]:
     """PostgreSQL: ``rows`` in one prepared INSERT (see ``_insert_plan``); their ids in order."""
     sql = _insert_plan(sessions)
-    # Timestamps as text up front, one isoformat() per distinct value (a batch shares its
-    # received_at): json's default= callback cost ~4 µs per datetime, 4× the encoding of a row.
+    # Timestamps as text up front, one isoformat() per distinct value: json's default=
+    # callback cost ~4 µs per datetime, 4× the encoding of a row.
     # ensure_ascii off: UTF-8 as is (the parser rejected lone surrogates); ~35 % faster.
-    stamps = {} if stamps is None else stamps  # the batch shares the memo with its session lookup
+    stamps: dict = {}
     payload = [
         {**row, "occurred_at": _isoformat(row["occurred_at"], stamps), "received_at": _isoformat(row["received_at"], stamps)}
         for row in rows
@@ -287,17 +285,24 @@ def _assign_sessions_bulk(site_id: int, rows: list[dict], stamps: dict) -> None:
     if not with_visitor:
         return
     stored = _stored_nearby(site_id, with_visitor, stamps)
-    assigned: dict[int, list] = {}  # visitor → sorted [(occurred_at, session)] of this batch
-    for index in sorted(range(len(with_visitor)), key=lambda k: with_visitor[k]["occurred_at"]):
-        row = with_visitor[index]
-        at = row["occurred_at"]
-        best = stored.get(index)
-        events = assigned.setdefault(row["visitor"], [])
-        i = bisect_left(events, at + SESSION_GAP, key=lambda pair: pair[0]) - 1
-        if i >= 0 and events[i][0] > at - SESSION_GAP and (best is None or events[i][0] >= best[0]):
-            best = events[i]
-        row["session"] = best[1] if best else new_session_id(visitor=row["visitor"], started_at=at)
-        insort(events, (at, row["session"]), key=lambda pair: pair[0])
+    by_visitor: dict[int, list[int]] = {}  # visitor → indexes of its rows; the visitors are independent
+    for index, row in enumerate(with_visitor):
+        by_visitor.setdefault(row["visitor"], []).append(index)
+    for visitor, indexes in by_visitor.items():
+        if len(indexes) == 1:  # the usual case: nothing earlier in the batch to join
+            row, best = with_visitor[indexes[0]], stored.get(indexes[0])
+            row["session"] = best[1] if best else new_session_id(visitor=visitor, started_at=row["occurred_at"])
+            continue
+        assigned: list = []  # sorted [(occurred_at, session)] of this visitor's rows so far
+        for index in sorted(indexes, key=lambda k: with_visitor[k]["occurred_at"]):
+            row = with_visitor[index]
+            at = row["occurred_at"]
+            best = stored.get(index)
+            i = bisect_left(assigned, at + SESSION_GAP, key=lambda pair: pair[0]) - 1
+            if i >= 0 and assigned[i][0] > at - SESSION_GAP and (best is None or assigned[i][0] >= best[0]):
+                best = assigned[i]
+            row["session"] = best[1] if best else new_session_id(visitor=visitor, started_at=at)
+            insort(assigned, (at, row["session"]), key=lambda pair: pair[0])
 
 
 def ingest_batch(*, site: Site, items: list[tuple[str, dict]]) -> list[int]:
@@ -312,9 +317,101 @@ def ingest_batch(*, site: Site, items: list[tuple[str, dict]]) -> list[int]:
             visitors[visitor_id] = _visitor(site, visitor_id)
         rows.append(_event_row(site, kind, data, now=now, visitor=visitors[visitor_id]))
     with transaction.atomic():
-        stamps: dict = {}  # timestamps as text, for the session lookup and then the INSERT
+        stamps: dict = {}  # timestamps as text, for the session lookup and then the COPY
         _assign_sessions_bulk(site.pk, rows, stamps)
         if connection.vendor == "postgresql":
-            return _insert_rows(rows, sessions=GIVEN, stamps=stamps)
+            return _copy_rows(rows, stamps)
         events = Event.objects.bulk_create([Event(**row) for row in rows])
         return [event.pk for event in events]
+
+
+# The batch's rows go in with COPY, which PostgreSQL writes many rows at a time (an INSERT …
+# SELECT writes one after the other): ~2.3 ms less PostgreSQL CPU per 500-item batch (see
+# ``_copy_rows``). Columns a batch row may carry, in COPY order after ``id``; every other column
+# takes its model default, encoded once.
+_COPY_VARYING = ("site_id", "kind", "name", "occurred_at", "received_at", "visitor", "session", "metadata",
+                 "price", "currency", "quantity", "product_name")  # fmt: skip
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_PLAN: dict = {}
+NULL, BACKSLASH, ESCAPED_BACKSLASH = "\\N", "\\", "\\\\"
+
+
+def _copy_plan() -> tuple[str, str, str]:
+    """(the COPY statement, the text of the constant columns after the varying ones, the id
+    sequence's name), built once from the model."""
+    if not _COPY_PLAN:
+        fields = {f.column: f for f in Event._meta.concrete_fields if not f.primary_key}
+        assert set(_COPY_VARYING) <= set(fields), "a varying column is not a column"
+        constant = [f for column, f in fields.items() if column not in _COPY_VARYING]
+        assert all(f.has_default() and isinstance(f.default, str) for f in constant), "constant columns need text defaults"
+        qn = connection.ops.quote_name
+        table = Event._meta.db_table
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+            (sequence,) = cur.fetchone()
+        _COPY_PLAN["plan"] = (
+            f"COPY {qn(table)} ({', '.join(qn(c) for c in ('id', *_COPY_VARYING, *(f.column for f in constant)))}) FROM STDIN",
+            "".join("\t" + f.default.translate(_COPY_ESCAPES) for f in constant),
+            sequence,
+        )
+    return _COPY_PLAN["plan"]
+
+
+def _metadata_texts(values: list[dict]) -> list[str]:
+    """Each flat metadata dict as JSON text escaped for COPY, cut out of one ``json.dumps`` of
+    them all (one call per row cost ~2 µs each, ~1 ms of a 500-item batch; the list's, 0.34 µs).
+
+    The list is encoded with ``\\x00`` as its item separator: json.dumps never writes a raw
+    control character itself (it escapes them in strings), and in flat objects a separator
+    follows a scalar, never a ``}``, so ``}\\x00{`` occurs exactly between two elements. A value
+    that is a container could hold it too; then the pieces do not add up and each object is
+    encoded on its own."""
+    text = json.dumps(values, ensure_ascii=False, check_circular=False, separators=("\x00", ":"))
+    pieces = text[1:-1].replace("}\x00{", "}\x01{").replace("\x00", ",").replace(BACKSLASH, ESCAPED_BACKSLASH).split("\x01")
+    if len(pieces) == len(values):
+        return pieces
+    return [json.dumps(v, ensure_ascii=False).replace(BACKSLASH, ESCAPED_BACKSLASH) for v in values]
+
+
+def _copy_rows(rows: list[dict], stamps: dict) -> list[int]:
+    """PostgreSQL, inside the batch's transaction: ``rows`` (sessions assigned) stored with one
+    COPY in text format; their ids in order.
+
+    The ids come first from the sequence, after the transaction has taken the ROW EXCLUSIVE
+    lock an INSERT takes: ``analytics.rollups.settled_event_id`` relies on every writer holding
+    it before it has an id. Values are escaped for COPY's text format (backslash, tab, newline,
+    carriage return; the JSON parser has rejected NUL); metadata is json.dumps' output, which
+    has no raw control characters, so only its backslashes are doubled (``tests/test_batch.py``
+    compares the stored rows with the single endpoints' INSERT). Per 500-item batch, measured
+    in-process: PostgreSQL 4.9–6.2 ms of CPU for the COPY against 7.5–8.5 ms for the JSON
+    INSERT it replaces, which used the single events' statement with the sessions given.
+    """
+    copy_sql, constant, sequence = _copy_plan()
+    db = connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+    started = time.monotonic()
+    esc = _COPY_ESCAPES
+    with db.wrap_database_errors:
+        cur = _cursor(db)
+        cur.execute(
+            f"LOCK TABLE {connection.ops.quote_name(Event._meta.db_table)} IN ROW EXCLUSIVE MODE;"
+            f" SELECT nextval('{sequence}') FROM generate_series(1, {len(rows):d}) ORDER BY 1"
+        )
+        cur.nextset()
+        ids = [event_id for (event_id,) in cur.fetchall()]
+        lines = []
+        for event_id, row, metadata in zip(ids, rows, _metadata_texts([row["metadata"] for row in rows]), strict=True):
+            price, quantity, visitor, session = row.get("price"), row.get("quantity"), row["visitor"], row["session"]
+            lines.append(
+                f"{event_id}\t{row['site_id']}\t{row['kind']}\t{row['name'].translate(esc)}\t"
+                f"{_isoformat(row['occurred_at'], stamps)}\t{_isoformat(row['received_at'], stamps)}\t"
+                f"{NULL if visitor is None else visitor}\t{NULL if session is None else session}\t{metadata}\t"
+                f"{NULL if price is None else price}\t{row.get('currency', '').translate(esc)}\t"
+                f"{NULL if quantity is None else quantity}\t{row.get('product_name', '').translate(esc)}{constant}\n"
+            )
+        with cur.copy(copy_sql) as copy:
+            copy.write("".join(lines).encode())
+    if db.queries_logged:
+        db.queries_log.append({"sql": copy_sql, "time": f"{time.monotonic() - started:.3f}"})
+    statistics.note_stored(len(ids))
+    return ids

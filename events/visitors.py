@@ -22,9 +22,23 @@ def hash_to_int64(key: bytes, message: bytes) -> int:
     return int.from_bytes(hmac_sha256(key, message)[:8], "big", signed=True)
 
 
+# Caller visitors hashed lately, by (secret, site, visitor_id): the hash is a pure function of
+# those, and a batch's ~500 HMACs cost ~0.6 ms of its ~10 ms of worker CPU (1.26 µs each; a
+# hit, ~0.3 µs). Emptied when full; in memory only, like the request that brought the id.
+CALLER_CACHE_SIZE = 50_000
+_caller_cache: dict[tuple, int] = {}
+
+
 def hash_caller_visitor(*, site_id: int, visitor_id: str) -> int:
     """A caller-supplied ``visitor_id`` is a stable identity, hashed per site."""
-    return hash_to_int64(_caller_key(settings.SECRET_KEY), f"{site_id}\x00{visitor_id}".encode())
+    secret = settings.SECRET_KEY
+    key = (secret, site_id, visitor_id)
+    found = _caller_cache.get(key)
+    if found is None:
+        if len(_caller_cache) >= CALLER_CACHE_SIZE:
+            _caller_cache.clear()
+        found = _caller_cache[key] = hash_to_int64(_caller_key(secret), f"{site_id}\x00{visitor_id}".encode())
+    return found
 
 
 # --- Tracker visitors: HMAC(daily salt, site ‖ ip ‖ user agent) ---------------------------

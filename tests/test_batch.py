@@ -194,6 +194,41 @@ def test_awkward_text_round_trips(api):
     assert event.name == name
     assert event.metadata == metadata
     assert event.visitor is not None
+    product = "Plan\tA\nB\\C \\. \\N ✓"
+    results = api.post(URL, {"events": [dict(PURCHASE, product_name=product, metadata={"k\t\\": "\\."})]}).json()["results"]
+    event = event_for(results[0])
+    assert (event.product_name, event.metadata, event.currency, event.price) == (product, {"k\t\\": "\\."}, "USD", 2999)
+
+
+def test_a_batch_stores_the_same_rows_as_the_single_endpoints(api):
+    """The batch's rows (a COPY on PostgreSQL) equal those of POST /events and /events/purchase."""
+    ignored = {"id", "received_at", "session"}
+    bare = {"event_name": "bare", "timestamp": "2024-01-15T11:00:00Z"}  # without a timestamp: the time it arrives
+    items = [SIGNUP, PURCHASE, bare, dict(PURCHASE, quantity=1, metadata={}, visitor_id=None)]
+    batch = [event_for(r) for r in api.post(URL, {"events": items}).json()["results"]]
+    single = []
+    for item in items:
+        body = {k: v for k, v in item.items() if k != "type"}
+        path = "/api/v1/events/purchase" if item.get("type") == "purchase" else "/api/v1/events"
+        single.append(event_for(api.post(path, body).json()))
+
+    def columns(event):
+        return {f.attname: getattr(event, f.attname) for f in Event._meta.concrete_fields if f.attname not in ignored}
+
+    assert [columns(e) for e in batch] == [columns(e) for e in single]
+    assert [e.session is None for e in batch] == [e.visitor is None for e in batch] == [False, False, True, True]
+    assert batch[0].session == batch[1].session  # one visitor, a minute apart
+
+
+def test_metadata_texts_cut_one_encoding_into_rows():
+    """Flat objects are cut out of one json.dumps; nested values fall back to one call each."""
+    from events.ingest import _metadata_texts
+
+    flat = [{"a": 1, "b": "x}"}, {}, {"c": 'line\nbreak \\ "q"', "d": None, "e": 1.5}, {"f": "}{"}]
+    nested = [{"a": [{"x": 1}, {"y": 2}]}, {"b": {"c": {}}}]
+    for values in (flat, nested, flat + nested):
+        texts = _metadata_texts(values)
+        assert [json.loads(t.replace("\\\\", "\\")) for t in texts] == values
 
 
 @pytest.mark.parametrize(

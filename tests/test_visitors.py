@@ -104,3 +104,24 @@ def test_visitor_hash_is_hmac_sha256():
         for message in (b"", b"1\x00visitor-1", "7\x00ü\x00".encode() * 50):
             expected = int.from_bytes(hmac.new(key, message, hashlib.sha256).digest()[:8], "big", signed=True)
             assert hash_to_int64(key, message) == expected
+
+
+def test_caller_visitor_hashes_are_remembered_per_secret_and_bounded(settings, monkeypatch):
+    """The in-process memo of caller visitor hashes answers exactly as the HMAC does, follows a
+    new SECRET_KEY, and never grows past its size."""
+    from events import visitors
+
+    monkeypatch.setattr(visitors, "CALLER_CACHE_SIZE", 3)
+    monkeypatch.setattr(visitors, "_caller_cache", {})
+
+    def direct(site_id, visitor_id):
+        return visitors.hash_to_int64(visitors._caller_key(settings.SECRET_KEY), f"{site_id}\x00{visitor_id}".encode())
+
+    first = visitors.hash_caller_visitor(site_id=1, visitor_id="u_1")
+    assert first == visitors.hash_caller_visitor(site_id=1, visitor_id="u_1") == direct(1, "u_1")
+    assert visitors.hash_caller_visitor(site_id=2, visitor_id="u_1") == direct(2, "u_1") != first
+    settings.SECRET_KEY = "another secret " * 4
+    assert visitors.hash_caller_visitor(site_id=1, visitor_id="u_1") == direct(1, "u_1") != first
+    for n in range(10):
+        assert visitors.hash_caller_visitor(site_id=1, visitor_id=f"v{n}") == direct(1, f"v{n}")
+        assert len(visitors._caller_cache) <= 3
