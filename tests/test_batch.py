@@ -1,9 +1,12 @@
 """POST /api/v1/events/batch: per-item validation and results, one transaction, one rate-limit hit."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from accounts.keys import revoke_key
 from accounts.models import ApiKey
@@ -284,3 +287,44 @@ def test_the_answer_is_written_as_drf_would_render_it(api):
     assert [r["success"] for r in body["results"]] == [True, False, False, True]
     assert "metadata.clé" in body["results"][1]["error"]["message"]
     assert response.content == JSONRenderer().render(body)
+
+
+MINUTES = st.lists(st.integers(0, 240), min_size=1, max_size=12, unique=True)
+
+
+@hyp_settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(minutes=MINUTES, data=st.data())
+def test_batch_sessions_equal_the_one_at_a_time_rule(cast, minutes, data):
+    """Sessions the batch assigns (stored events, then its own items in any order) equal those
+    of ``assign_session`` applied to the items one at a time in time order. Times are distinct
+    minutes: on equal times the rule leaves the choice open."""
+    from django.db import transaction
+
+    from events.ingest import _assign_sessions_bulk
+
+    Event.objects.all().delete()
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    visitors = data.draw(st.lists(st.sampled_from([11, 12, 13]), min_size=len(minutes), max_size=len(minutes)))
+    stored = data.draw(st.lists(st.booleans(), min_size=len(minutes), max_size=len(minutes)))
+    events = sorted(zip(minutes, visitors, stored, strict=True))
+
+    def store(visitor, minute, session):
+        Event.objects.create(site=cast.site, kind=Kind.CUSTOM, name="e", occurred_at=start + timedelta(minutes=minute),
+                             visitor=visitor, session=session)  # fmt: skip
+
+    def one_at_a_time(visitor, minute):
+        return assign_session(site_id=cast.site.pk, visitor=visitor, occurred_at=start + timedelta(minutes=minute))[1]
+
+    for minute, visitor, _ in (e for e in events if e[2]):
+        store(visitor, minute, one_at_a_time(visitor, minute))
+    items = [(minute, visitor) for minute, visitor, is_stored in events if not is_stored]
+    expected = {}
+    with transaction.atomic():  # the items one at a time, in time order, then undone
+        for minute, visitor in items:
+            expected[minute] = one_at_a_time(visitor, minute)
+            store(visitor, minute, expected[minute])
+        transaction.set_rollback(True)
+    order = data.draw(st.permutations(items))
+    rows = [{"visitor": visitor, "occurred_at": start + timedelta(minutes=minute), "session": None} for minute, visitor in order]
+    _assign_sessions_bulk(cast.site.pk, rows, {})
+    assert {minute: row["session"] for (minute, _), row in zip(order, rows, strict=True)} == expected
