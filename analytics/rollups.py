@@ -113,14 +113,14 @@ def settled_event_id(timeout: float = SETTLE_TIMEOUT) -> int | None:
     """The highest committed event id such that no event with a lower id can still appear;
     None if an open transaction writing events did not finish within ``timeout`` seconds.
 
-    PostgreSQL takes an id from the sequence when the row is inserted, not when it commits:
-    a transaction still open may hold an id below the highest visible one (a 500-item batch
-    holds its ids for its whole INSERT, and the single-event rows of another worker commit
-    meanwhile). Every statement that inserts into the table holds its ROW EXCLUSIVE lock
-    from before it takes an id until its transaction ends (a batch, which takes its ids from
-    the sequence before its COPY, takes that lock explicitly first), so: read the highest visible id
-    and, in the same statement (later than its snapshot), the transactions holding that
-    lock; once they have all ended, every id up to it is committed or will never exist.
+    PostgreSQL hands out an id when the row is written, not when it commits: a transaction
+    still open may hold an id below the highest visible one (a 500-item batch holds its ids
+    for its whole COPY, and the single-event rows of another worker commit meanwhile). Every
+    writer holds the table's ROW EXCLUSIVE lock from before it takes an id until its
+    transaction ends (an INSERT takes it first; the batch takes it explicitly before asking
+    the sequence, ``ingest._reserve_ids``), so: read the highest visible id and, in the same
+    statement (later than its snapshot), the transactions holding that lock; once they have
+    all ended, every id up to it is committed or will never exist.
     Nothing is locked, so neither ingestion nor VACUUM waits on this. SQLite serializes its
     writers and allocates an id inside the writing transaction: the highest id is settled.
     """

@@ -83,11 +83,6 @@ def copy_rows(site, items: list[dict], total: int) -> tuple[float, float]:
     return time.perf_counter() - started, time.process_time() - own
 
 
-def _accumulate(total: dict, before: dict, after: dict) -> None:
-    for group in cpu.GROUPS:
-        total[group] += after[group] - before[group]
-
-
 def accepted_items(result) -> int:
     """Items the endpoint stored, summed over the 200 answers in ``result``'s bodies."""
     return sum(json.loads(body)["accepted"] for body in result.bodies if body.startswith(b'{"success"'))
@@ -138,11 +133,11 @@ def main(argv=None):
             snap = cpu.snapshot(base)
             part = run_load(base, lambda seq: requests[seq % len(requests)], connections=args.connections,
                             duration=args.duration / args.rounds, keep_bodies=True)  # fmt: skip
-            _accumulate(endpoint_cpu, snap, cpu.snapshot(base))
+            cpu.add_used(endpoint_cpu, snap, cpu.snapshot(base))
             stored += Event.objects.filter(site=site).count() - before
             snap = cpu.snapshot(base)
             seconds, own = copy_rows(site, items, accepted_items(part))
-            _accumulate(copy_cpu, snap, cpu.snapshot(base))
+            cpu.add_used(copy_cpu, snap, cpu.snapshot(base))
             copy_seconds += seconds
             copy_client += own
             result.add(part)

@@ -53,6 +53,12 @@ def snapshot(base: str) -> dict[str, float]:
     return totals
 
 
+def add_used(total: dict, before: dict, after: dict) -> None:
+    """Add the CPU seconds each group used between two snapshots to ``total``."""
+    for group in GROUPS:
+        total[group] += after[group] - before[group]
+
+
 def per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
     """Milliseconds of CPU per request for each group."""
     return {g: 1000 * (after[g] - before[g]) / requests if requests else 0.0 for g in GROUPS}

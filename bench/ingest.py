@@ -93,9 +93,7 @@ def interleaved(base, phases: dict, *, connections: int, duration: float, rounds
         for name, requests in phases.items():
             before = cpu.snapshot(base)
             results[name].add(run_load(base, requests, connections=connections, duration=duration / rounds))
-            after = cpu.snapshot(base)
-            for group in cpu.GROUPS:
-                used[name][group] += after[group] - before[group]
+            cpu.add_used(used[name], before, cpu.snapshot(base))
     return results, used
 
 

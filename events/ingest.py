@@ -378,47 +378,56 @@ def _metadata_texts(values: list[dict]) -> list[str]:
     pieces = text[1:-1].replace("}\x00{", "}\x01{").replace("\x00", ",").replace(BACKSLASH, ESCAPED_BACKSLASH).split("\x01")
     if len(pieces) == len(values):
         return pieces
-    return [json.dumps(v, ensure_ascii=False).replace(BACKSLASH, ESCAPED_BACKSLASH) for v in values]
+    return [json.dumps(v, ensure_ascii=False, separators=(",", ":")).replace(BACKSLASH, ESCAPED_BACKSLASH) for v in values]
 
 
-def _copy_rows(rows: list[dict], stamps: dict) -> list[int]:
-    """PostgreSQL, inside the batch's transaction: ``rows`` (sessions assigned) stored with one
-    COPY in text format; their ids in order.
-
-    The ids come first from the sequence, after the transaction has taken the ROW EXCLUSIVE
-    lock an INSERT takes: ``analytics.rollups.settled_event_id`` relies on every writer holding
-    it before it has an id. Values are escaped for COPY's text format (backslash, tab, newline,
-    carriage return; the JSON parser has rejected NUL); metadata is json.dumps' output, which
-    has no raw control characters, so only its backslashes are doubled (``tests/test_batch.py``
-    compares the stored rows with the single endpoints' INSERT). Per 500-item batch, measured
-    in-process: PostgreSQL 4.9–6.2 ms of CPU for the COPY against 7.5–8.5 ms for the JSON
-    INSERT it replaces, which used the single events' statement with the sessions given.
-    """
-    copy_sql, constant, sequence = _copy_plan()
+def _reserve_ids(count: int) -> list[int]:
+    """PostgreSQL, inside a transaction: ``count`` new event ids, in order, for rows it will
+    write with their ids given (the batch's COPY). The table's ROW EXCLUSIVE lock is taken
+    first, as an INSERT takes it before its ids: ``analytics.rollups.settled_event_id`` counts
+    the transactions holding it as writers, so ids taken without it could be passed by a
+    settled id before their rows exist."""
+    _, _, sequence = _copy_plan()
     db = connections[DEFAULT_DB_ALIAS]
     db.ensure_connection()
-    started = time.monotonic()
-    esc = _COPY_ESCAPES
     with db.wrap_database_errors:
         cur = _cursor(db)
         cur.execute(
             f"LOCK TABLE {connection.ops.quote_name(Event._meta.db_table)} IN ROW EXCLUSIVE MODE;"
-            f" SELECT nextval('{sequence}') FROM generate_series(1, {len(rows):d}) ORDER BY 1"
+            f" SELECT nextval('{sequence}') FROM generate_series(1, {count:d}) ORDER BY 1"
         )
         cur.nextset()
-        ids = [event_id for (event_id,) in cur.fetchall()]
-        lines = []
-        for event_id, row, metadata in zip(ids, rows, _metadata_texts([row["metadata"] for row in rows]), strict=True):
-            price, quantity, visitor, session = row.get("price"), row.get("quantity"), row["visitor"], row["session"]
-            lines.append(
-                f"{event_id}\t{row['site_id']}\t{row['kind']}\t{row['name'].translate(esc)}\t"
-                f"{_isoformat(row['occurred_at'], stamps)}\t{_isoformat(row['received_at'], stamps)}\t"
-                f"{NULL if visitor is None else visitor}\t{NULL if session is None else session}\t{metadata}\t"
-                f"{NULL if price is None else price}\t{row.get('currency', '').translate(esc)}\t"
-                f"{NULL if quantity is None else quantity}\t{row.get('product_name', '').translate(esc)}{constant}\n"
-            )
-        with cur.copy(copy_sql) as copy:
-            copy.write("".join(lines).encode())
+        return [event_id for (event_id,) in cur.fetchall()]
+
+
+def _copy_rows(rows: list[dict], stamps: dict) -> list[int]:
+    """PostgreSQL, inside the batch's transaction: ``rows`` (sessions assigned) stored with one
+    COPY in text format; their ids in order, taken first (``_reserve_ids``).
+
+    Values are escaped for COPY's text format (backslash, tab, newline, carriage return; the
+    JSON parser has rejected NUL); metadata is json.dumps' output, which has no raw control
+    characters, so only its backslashes are doubled (``tests/test_batch.py`` compares the stored
+    rows with the single endpoints' INSERT). Per 500-item batch, measured in-process:
+    PostgreSQL 4.9–6.2 ms of CPU for the COPY against 7.5–8.5 ms for the JSON INSERT it
+    replaces, which used the single events' statement with the sessions given.
+    """
+    copy_sql, constant, _ = _copy_plan()
+    started = time.monotonic()
+    ids = _reserve_ids(len(rows))
+    esc = _COPY_ESCAPES
+    lines = []
+    for event_id, row, metadata in zip(ids, rows, _metadata_texts([row["metadata"] for row in rows]), strict=True):
+        price, quantity, visitor, session = row.get("price"), row.get("quantity"), row["visitor"], row["session"]
+        lines.append(
+            f"{event_id}\t{row['site_id']}\t{row['kind']}\t{row['name'].translate(esc)}\t"
+            f"{_isoformat(row['occurred_at'], stamps)}\t{_isoformat(row['received_at'], stamps)}\t"
+            f"{NULL if visitor is None else visitor}\t{NULL if session is None else session}\t{metadata}\t"
+            f"{NULL if price is None else price}\t{row.get('currency', '').translate(esc)}\t"
+            f"{NULL if quantity is None else quantity}\t{row.get('product_name', '').translate(esc)}{constant}\n"
+        )
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.wrap_database_errors, _cursor(db).copy(copy_sql) as copy:
+        copy.write("".join(lines).encode())
     if db.queries_logged:
         db.queries_log.append({"sql": copy_sql, "time": f"{time.monotonic() - started:.3f}"})
     statistics.note_stored(len(ids))

@@ -222,43 +222,31 @@ def test_an_event_committed_after_the_late_check_passed_its_id_is_still_noticed(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_that_took_its_ids_and_has_not_copied_yet_is_waited_for(cast, monkeypatch):
-    """A batch takes its ids from the sequence before its COPY; it must hold the table's ROW
-    EXCLUSIVE lock from before that, or a settled id could pass ids it has not written yet."""
+def test_ids_reserved_for_a_batch_hold_back_the_settled_id_until_it_ends(cast):
+    """A batch takes its ids from the sequence before its COPY writes them; from that moment its
+    transaction must count as writing events, or a settled id could pass ids whose rows do not
+    exist yet."""
     _skip_unless_postgresql()
     import threading
-    import time
 
-    from django.db import connection
+    from django.db import connection, transaction
 
     from events import ingest
 
-    taken, release, done = threading.Event(), threading.Event(), {}
-    encode = ingest._metadata_texts
+    _visit(cast.site, DAY, 1, 11, ["/"])
+    seen = {}
 
-    def paused(values):  # called between taking the ids and the COPY
-        taken.set()
-        release.wait(10)
-        return encode(values)
-
-    monkeypatch.setattr(ingest, "_metadata_texts", paused)
-
-    def batch():
+    def settle():  # in another connection, while the ids are held
         try:
-            data = {"event_name": "late", "metadata": {}, "visitor_id": None, "timestamp": DAY + timedelta(hours=12)}
-            done["ids"] = ingest.ingest_batch(site=cast.site, items=[(ingest.BATCH_EVENT, data)])
+            seen["top"] = rollups.settled_event_id(timeout=0.3)
         finally:
             connection.close()
 
-    thread = threading.Thread(target=batch)
-    thread.start()
-    assert taken.wait(10)
-    _visit(cast.site, DAY + timedelta(days=1), 2, 22, ["/now"])  # committed, with a higher id
-    threading.Timer(0.5, release.set).start()
-    started = time.monotonic()
-    top = rollups.settled_event_id(timeout=5)
-    waited = time.monotonic() - started
-    thread.join()
-    assert waited >= 0.4  # it waited for the batch's transaction
-    assert done["ids"][0] < top
-    assert Event.objects.filter(pk=done["ids"][0]).exists()
+    with transaction.atomic():
+        ids = ingest._reserve_ids(2)
+        thread = threading.Thread(target=settle)
+        thread.start()
+        thread.join()
+    assert seen["top"] is None  # it waited for the reserving transaction (and gave up)
+    assert len(ids) == 2 and ids[0] < ids[1]
+    assert rollups.settled_event_id(timeout=0.3) is not None  # that transaction is over
