@@ -1,7 +1,7 @@
 """Batch ingestion benchmark: ``POST /api/v1/events/batch`` beside a raw COPY of the same rows.
 
     python -m bench batch [--db bench_ingest] [--duration 20] [--connections 4] [--size 500]
-                          [--server gunicorn] [--workers 2] [--rounds 3]
+                          [--server gunicorn:gthread] [--workers 2] [--threads 8] [--rounds 3]
 
 Builds batches of ``--size`` items (90 % custom events with metadata, 10 % purchases, 5,000
 visitors, timestamps within the last hour), posts them for ``--duration`` seconds from
@@ -94,9 +94,9 @@ def main(argv=None):
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--size", type=int, default=500, help="items per batch (≤ 500)")
-    parser.add_argument("--server", default="gunicorn")
+    parser.add_argument("--server", default="gunicorn:gthread", help="default: what scripts/serve runs")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="slices of the endpoint, each followed by its COPY")
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.connections <= 64 or not 0 < args.size <= 500 or not 1 <= args.rounds <= 30:

@@ -64,17 +64,25 @@ def _latest_session_sql(*, site: str, visitor: str, at: str, columns: str) -> st
     SESSION_GAP either side of ``at`` (SQL expressions): ``assign_session``'s rule, for the
     statements below. The (site, visitor, occurred_at) index answers it with one range scan.
 
-    The time bounds are written as row comparisons on (visitor, occurred_at), which only that
-    index can use as bounds. As plain bounds on ``occurred_at`` the (site, occurred_at) index
-    could take them too, and with the statistics of an empty table (a new installation) the
-    planner did: it read every event of the site in the hour around each row. EXPLAIN ANALYZE of
-    a 500-row lookup on 200k such rows: 1,671 ms that way, 3.7 ms this way; the same plan once
-    the statistics are current. It is not a guarantee — with other stale statistics the planner
+    The bounds are row comparisons on (visitor, occurred_at), which only that index can use as
+    bounds; together they imply ``e.visitor = visitor``. As plain bounds on ``occurred_at`` the
+    (site, occurred_at) index could take them too, and with the statistics of an empty table (a
+    new installation) the planner did: it read every event of the site in the hour around each
+    row. EXPLAIN ANALYZE of a 500-row lookup on 200k such rows: 1,671 ms that way, 3.7 ms this
+    way (11.9 s against 2.8 ms when rechecked on PostgreSQL 15); the same plan once the
+    statistics are current. It is not a guarantee — with other stale statistics the planner
     still chose the time index for ``site_id`` alone (seen in the test suite) — so
-    ``statistics.py`` keeps a young table's statistics current."""
+    ``statistics.py`` keeps a young table's statistics current.
+
+    The equality is not written out: the B-tree would start its backward scan from an
+    ``=`` on ``visitor`` in preference to the upper row bound, that is at the visitor's newest
+    event, and step back over every later one to reach the window (PostgreSQL 15's
+    ``_bt_first``); with the row bound alone it starts at the answer. Median of a 500-row lookup
+    on a table of 14M rows whose 5,000 visitors had ~2,800 events each: 6.9 ms with the
+    equality, 5.7 ms without (``EXPLAIN ANALYZE``, 30 batches)."""
     gap = f"interval '{int(SESSION_GAP.total_seconds())} seconds'"
     return (
-        f"SELECT {columns} FROM {Event._meta.db_table} e WHERE e.site_id = {site} AND e.visitor = {visitor}"
+        f"SELECT {columns} FROM {Event._meta.db_table} e WHERE e.site_id = {site}"
         f" AND (e.visitor, e.occurred_at) > ({visitor}, {at} - {gap}) AND (e.visitor, e.occurred_at) < ({visitor}, {at} + {gap})"
         " AND e.session IS NOT NULL ORDER BY e.visitor DESC, e.occurred_at DESC LIMIT 1"
     )

@@ -66,3 +66,27 @@ def test_a_young_table_is_analyzed_as_it_grows(api, cast, monkeypatch):
     visitors = "{" + ",".join(str(v) for v in range(500)) + "}"
     times = "{" + ",".join((NOW - timedelta(seconds=7 * v)).isoformat() for v in range(500)) + "}"
     _assert_visitor_index(_plan(ingest.NEARBY_SQL, [visitors, times, cast.site.pk]))
+
+
+@pytest.mark.django_db
+def test_a_lookup_does_not_read_the_visitors_later_history(cast):
+    """A batch item dated before a long run of its visitor's later events (a backfill, or a
+    busy visitor) is looked up at the right spot of the index: the index pages it reads do
+    not grow with the events stored after its window. It counts buffers (EXPLAIN), not time."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's buffer counts")
+    from events.models import Kind
+
+    visitor, at = 42, NOW - timedelta(days=3)
+    later = [at + timedelta(hours=1, minutes=m) for m in range(6000)]  # ~30 leaf pages of index entries
+    rows = [Event(site=cast.site, kind=Kind.CUSTOM, name="signup", occurred_at=when, received_at=NOW, visitor=visitor,
+                  session=2) for when in [at - timedelta(minutes=10), *later]]  # fmt: skip
+    Event.objects.bulk_create(rows)
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {Event._meta.db_table}")
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) " + ingest.NEARBY_SQL,
+                    [f"{{{visitor}}}", f"{{{at.isoformat()}}}", cast.site.pk])  # fmt: skip
+        plan = cur.fetchone()[0][0]["Plan"]
+    assert plan["Actual Rows"] == 1  # found the event 10 minutes before
+    buffers = plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+    assert buffers <= 8, f"the lookup read {buffers} buffers"
