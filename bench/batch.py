@@ -129,7 +129,7 @@ def main(argv=None):
         # ratio share the same stretch of a machine whose speed drifts (the server idles meanwhile).
         for _ in range(args.rounds):
             before = Event.objects.filter(site=site).count()
-            connection.close()
+            cpu.close_and_reap(connection)  # the last slice's COPY backend, out of this slice's count
             snap = cpu.snapshot(base)
             part = run_load(base, lambda seq: requests[seq % len(requests)], connections=args.connections,
                             duration=args.duration / args.rounds, keep_bodies=True)  # fmt: skip

@@ -166,6 +166,25 @@ def test_cpu_snapshot_keeps_the_cpu_of_children_that_ended():
         proc.wait()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_closed_before_a_snapshot_is_reaped_first():
+    """The batch benchmark closes its connection right before a slice's first snapshot: its
+    backend must be gone by then, or its whole CPU (the previous COPY) lands in that slice."""
+    import os
+
+    from django.db import connection
+
+    from bench import cpu
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL backend process")
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    cpu.close_and_reap(connection)
+    assert not os.path.exists(f"/proc/{pid}")
+    assert connection.connection is None
+
+
 @pytest.mark.parametrize(
     "cmdline, group",
     [
