@@ -76,6 +76,61 @@ def test_rollup_command_rolls_up_and_rebuilds(cast, capsys):
     assert Rollup.objects.filter(site=cast.site, start=DAY, dimension="page", value="/").exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_rollup_every_keeps_rolling_up_until_terminated(cast):
+    """``manage.py rollup --every`` (what scripts/serve runs beside the server), as a real
+    process on this test's database: it rolls up a closed day, later one that only got its
+    events after the loop started, and exits cleanly on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from django.conf import settings
+
+    from tests.servers import database_url
+
+    def rolled(day):
+        deadline = time.monotonic() + 20
+        while not RolledBucket.objects.filter(site=cast.site, grain="day", start=day).exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"{day:%Y-%m-%d} not rolled up"
+            time.sleep(0.1)
+
+    _visit(cast.site, DAY, 1, 11, ["/"])
+    env = {**os.environ, "DATABASE_URL": database_url(), "SECRET_KEY": settings.SECRET_KEY, "DEBUG": "true"}
+    command = [sys.executable, "manage.py", "rollup", "--every", "0.2", "--jobs", "1"]
+    proc = subprocess.Popen(command, env=env, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        rolled(DAY)
+        _visit(cast.site, DAY + timedelta(days=1), 2, 12, ["/later"])
+        rolled(DAY + timedelta(days=1))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.count("buckets rolled up") >= 2
+
+
+def test_every_takes_a_positive_interval_and_runs_need_every(cast):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--every"):
+        call_command("rollup", "--every", "0")
+    with pytest.raises(CommandError, match="--runs"):
+        call_command("rollup", "--runs", "2")
+    with pytest.raises(CommandError, match="--rebuild"):
+        call_command("rollup", "--every", "60", "--rebuild")
+
+
+def test_rollup_every_stops_after_its_runs(cast, capsys):
+    _visit(cast.site, DAY, 1, 11, ["/"])
+    call_command("rollup", "--every", "0.05", "--runs", "3", "--jobs", "1")
+    assert capsys.readouterr().out.count("buckets rolled up") == 3
+    assert RolledBucket.objects.filter(site=cast.site, grain="day", start=DAY).exists()
+
+
 def _rollup_rows(site):
     columns = [f.name for f in Rollup._meta.concrete_fields if f.name != "id"]
     return sorted(tuple(str(v) for v in row) for row in Rollup.objects.filter(site=site).values_list(*columns))

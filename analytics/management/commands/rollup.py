@@ -1,12 +1,19 @@
-"""``manage.py rollup [--rebuild] [--site DOMAIN] [--jobs N]``: roll up closed buckets; run it from a timer."""
+"""``manage.py rollup [--rebuild] [--site DOMAIN] [--jobs N] [--every SECONDS [--runs N]]``: roll up
+closed buckets, once (from a timer) or every ``SECONDS`` until stopped (``scripts/serve`` runs it so)."""
 
+import logging
 import os
+import signal
+import threading
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from accounts.models import Site
 from analytics import rollups
+
+logger = logging.getLogger("analytics.rollup")
 
 
 class Command(BaseCommand):
@@ -19,17 +26,49 @@ class Command(BaseCommand):
             "--jobs", type=int, default=os.cpu_count() or 1,
             help="PostgreSQL: build buckets in this many processes (default: one per CPU); SQLite builds one at a time",
         )  # fmt: skip
+        parser.add_argument(
+            "--every", type=float, metavar="SECONDS",
+            help="keep running: refresh every SECONDS (from the start of one run to the next) until SIGTERM/SIGINT; "
+            "a failed run is logged and the next one goes ahead",
+        )  # fmt: skip
+        parser.add_argument("--runs", type=int, help="with --every: stop after this many runs")
 
-    def handle(self, *args, rebuild: bool = False, site: str | None = None, jobs: int = 1, verbosity: int = 1, **options):
+    def handle(self, *args, rebuild=False, site=None, jobs=1, every=None, runs=None, verbosity=1, **options):
         if jobs < 1:
             raise CommandError("--jobs must be at least 1")
+        if every is not None and not every > 0:
+            raise CommandError("--every must be a positive number of seconds")
+        if every is not None and rebuild:
+            raise CommandError("--every refreshes; --rebuild is a one-off")
+        if runs is not None and (every is None or runs < 1):
+            raise CommandError("--runs needs --every and at least 1")
         target = None
         if site:
             target = Site.objects.filter(domain=site).first()
             if target is None:
                 raise CommandError(f"No site with domain {site!r}")
+        if every is None:
+            self._run(rollups.rebuild if rebuild else rollups.refresh, target, jobs, verbosity)
+            return
+        stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+        done = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self._run(rollups.refresh, target, jobs, verbosity)
+            except Exception:  # the database restarting, say: keep the loop, try again next time
+                logger.exception("rollup run failed; next in %s s", every)
+                connections.close_all()
+            done += 1
+            if runs is not None and done >= runs:
+                break
+            stop.wait(max(0.0, every - (time.monotonic() - started)))
+
+    def _run(self, run, target, jobs, verbosity):
         started = time.perf_counter()
-        run = rollups.rebuild if rebuild else rollups.refresh
         built = run(site=target, verbosity=verbosity - 1, jobs=jobs)
         if verbosity:
             self.stdout.write(f"{built} buckets rolled up in {time.perf_counter() - started:.1f} s")
