@@ -1,11 +1,13 @@
 """Query benchmark over HTTP: five analytics questions at N = 1M and N = 10M, plus freshness.
 
-    python -m bench query [--dbs bench_1m,bench_10m] [--runs 40] [--server gunicorn] [--workers 2]
+    python -m bench query [--dbs bench_1m,bench_10m] [--runs 40] [--rounds 4] [--server gunicorn] [--workers 2]
 
 Each database must have been filled by ``python -m bench generate`` (the queries read its
-main site, bench.example.com). For each database the harness starts the app with a fresh
-key, warms each query up, then times ``--runs`` sequential requests of each and prints the
-median and p95; with two databases it prints p95(second)/p95(first). Queries (dates in the
+main site, bench.example.com). The harness starts the app for every database at once, each
+with a fresh key, warms each query up, then times ``--runs`` sequential requests of each, as
+``--rounds`` slices (default 4) taken from the databases in turn, so that a slow stretch of this
+machine does not fall on one side of the growth ratio; it prints the median and p95 and, with
+two databases, p95(second)/p95(first). Queries (dates in the
 site's timezone, relative to today):
 
 - totals:   30 days, page_views,unique_visitors,events
@@ -21,6 +23,7 @@ queries p95 ≤ 150 ms; p95(10M)/p95(1M) ≤ 1.5; freshness ≤ 1 s.
 """
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -29,7 +32,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from bench.client import build_request, median, run_load
+from bench.client import LoadResult, build_request, median, run_load
 from bench.common import machine, ms, server_env
 from bench.servers import running_server
 
@@ -84,17 +87,28 @@ def site_and_key(db: str, *, catch_up: bool = True):
     return site, raw, count
 
 
-def measure(base, raw_key, runs: int, today, queries=QUERIES) -> dict:
-    headers = {"Authorization": f"Bearer {raw_key}"}
-    out = {}
+def measure(servers: dict, runs: int, rounds: int, today, queries=QUERIES) -> dict:
+    """Time each query on every database's server: ``runs`` requests each, taken as ``rounds``
+    slices in turn (query by query, the databases in alternating order), so that a slow stretch
+    of the machine falls on both sides of p95(10M) / p95(1M) alike. → {db: {name: (result, sample)}}."""
+    out = {db: {} for db in servers}
     for name, days, params, _target in queries:
         path = query_path(days, params, today)
-        request = build_request("GET", path, "127.0.0.1", headers)
-        with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=60) as response:
-            sample = json.loads(response.read())
-        run_load(base, lambda seq, r=request: r, connections=1, duration=60, max_requests=3)  # warm-up
-        result = run_load(base, lambda seq, r=request: r, connections=1, duration=120, max_requests=runs)
-        out[name] = (result, sample)
+        requests = {}
+        for db, (base, raw_key) in servers.items():
+            headers = {"Authorization": f"Bearer {raw_key}"}
+            requests[db] = build_request("GET", path, "127.0.0.1", headers)
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=60) as response:
+                sample = json.loads(response.read())
+            run_load(base, lambda seq, r=requests[db]: r, connections=1, duration=60, max_requests=3)  # warm-up
+            out[db][name] = (LoadResult(), sample)
+        order = list(servers)
+        for i in range(rounds):
+            count = runs // rounds + (1 if i < runs % rounds else 0)
+            for db in order if i % 2 == 0 else reversed(order):
+                base = servers[db][0]
+                part = run_load(base, lambda seq, r=requests[db]: r, connections=1, duration=120, max_requests=count)
+                out[db][name][0].add(part)
     return out
 
 
@@ -128,6 +142,7 @@ def main(argv=None):
     parser.add_argument("--server", default="gunicorn")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4, help="slices per query, the databases taken in turn")
     parser.add_argument("--no-rollup", action="store_true", help="do not run manage.py rollup first (e.g. a rebuild is running)")
     parser.add_argument("--only", help="comma-separated query names (prefixes) to run, e.g. totals,top")
     args = parser.parse_args(argv)
@@ -136,6 +151,8 @@ def main(argv=None):
         raise SystemExit(f"--only matched no query; names: {', '.join(q[0] for q in QUERIES)}")
     if not 0 < args.runs <= 1000:
         raise SystemExit("--runs must be in (0, 1000]")
+    if not 0 < args.rounds <= args.runs:
+        raise SystemExit("--rounds must be in (0, --runs]")
     dbs = [db.strip() for db in args.dbs.split(",") if db.strip()]
 
     import os
@@ -145,18 +162,26 @@ def main(argv=None):
     os.environ["DATABASE_URL"] = env.database_url(dbs[0])
     env.setup_django()
     print(f"machine: {machine()}")
-    print(f"server: {args.server}, {args.workers} workers; 1 client, {args.runs} timed runs per query after 3 warm-up runs")
+    print(
+        f"server: {args.server}, {args.workers} workers, one per database, all running; 1 client,"
+        f" {args.runs} timed runs per query after 3 warm-up runs, as {args.rounds} slices with the databases in turn"
+    )
     today = datetime.now(UTC).date()
     results = {}
+    with contextlib.ExitStack() as stack:
+        servers, counts, sites = {}, {}, {}
+        for db in dbs:
+            sites[db], raw, counts[db] = site_and_key(db, catch_up=not args.no_rollup)
+            server = server_env(DATABASE_URL=env.database_url(db), RATE_LIMIT_ANALYTICS=10**9, RATE_LIMIT_EVENTS=10**9)
+            base = stack.enter_context(running_server(server=args.server, workers=args.workers, threads=args.threads, env=server))
+            servers[db] = (base, raw)
+        measured = measure(servers, args.runs, args.rounds, today, queries)
+        for db, (base, raw) in servers.items():
+            results[db] = (counts[db], measured[db], freshness(base, raw))
     for db in dbs:
-        site, raw, count = site_and_key(db, catch_up=not args.no_rollup)
-        server = server_env(DATABASE_URL=env.database_url(db), RATE_LIMIT_ANALYTICS=10**9, RATE_LIMIT_EVENTS=10**9)
-        with running_server(server=args.server, workers=args.workers, threads=args.threads, env=server) as base:
-            measured = measure(base, raw, args.runs, today, queries)
-            fresh = freshness(base, raw)
-        results[db] = (count, measured, fresh)
-        print(f"\n{db}: {count:,} events in the database ({site.domain} is site {site.pk})")
-        for name, (result, sample) in measured.items():
+        count, measured_db, fresh = results[db]
+        print(f"\n{db}: {count:,} events in the database ({sites[db].domain} is site {sites[db].pk})")
+        for name, (result, sample) in measured_db.items():
             first = {k: v for k, v in sample.get("data", {}).items()}
             print(f"  {name:<28} median {ms(median(result.latencies)):>9}  p95 {ms(result.percentile(95)):>9}  "
                   f"errors {result.errors}  data {json.dumps(first)[:80]}")  # fmt: skip

@@ -92,6 +92,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def do_GET(self):
+        payload = b'{"data": {"events": 1}}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload)
+
     def log_message(self, *args):
         pass
 
@@ -107,6 +115,39 @@ def handler_base():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture
+def second_handler_base():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_query_bench_takes_the_databases_in_turn(monkeypatch, handler_base, second_handler_base):
+    """``bench query`` times each query in slices, the databases in alternating order, and adds
+    each database's slices up, so a slow stretch of the machine falls on both sides of the growth."""
+    from bench import query
+
+    timed = []
+
+    def recording_run_load(base, make_request, **kwargs):
+        result = run_load(base, make_request, **kwargs)
+        if kwargs["duration"] == 120:  # a timed slice, not the warm-up
+            timed.append((base, kwargs["max_requests"]))
+        return result
+
+    monkeypatch.setattr(query, "run_load", recording_run_load)
+    servers = {"small": (handler_base, "k1"), "big": (second_handler_base, "k2")}
+    out = query.measure(servers, 10, 4, datetime(2026, 3, 10, tzinfo=UTC).date(), queries=query.QUERIES[:1])
+    a, b = handler_base, second_handler_base
+    assert timed == [(a, 3), (b, 3), (b, 3), (a, 3), (a, 2), (b, 2), (b, 2), (a, 2)]
+    name = query.QUERIES[0][0]
+    for db in servers:
+        result, sample = out[db][name]
+        assert result.completed == 10 and set(result.statuses) == {200}
+        assert sample == {"data": {"events": 1}}
 
 
 def test_load_client_counts_statuses_and_stops_at_max_requests(handler_base):
