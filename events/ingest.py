@@ -254,8 +254,10 @@ NEARBY_SQL = (
 # (its COPY and commit sort nothing) the planner cannot take the (site, occurred_at) index,
 # which it did for a site newer than the table's statistics (estimated at ~0 rows, and that
 # index small where rows share timestamps): a scan of every event of the site per item, 2 s a
-# batch at 30k events of the site. One round trip per batch.
-LOOKUP_GUARD = "SET LOCAL enable_sort = off"
+# batch at 30k events of the site. JIT goes off with it: a plan that must sort anyway (the id
+# reservation's ORDER BY) is costed at 10^10 with sorts off, far past jit_above_cost, and was
+# compiled on every batch (8.9 ms, auto_explain). One round trip per batch.
+LOOKUP_GUARD = "SET LOCAL enable_sort = off; SET LOCAL jit = off"
 
 
 def _stored_nearby(site_id: int, rows: list[dict], stamps: dict) -> dict[int, tuple]:
