@@ -108,21 +108,16 @@ OK = build_request("POST", "/x", "127.0.0.1", {}, b"ok")  # _Handler answers 201
 BAD = build_request("POST", "/x", "127.0.0.1", {}, b"no")  # and 400
 
 
-@pytest.fixture
-def handler_base():
-    """The base URL of a _Handler server on a free loopback port."""
+def _serve_handler():
+    """The base URL of a _Handler server on a free loopback port, until the fixture ends."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 
-@pytest.fixture
-def second_handler_base():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+handler_base = pytest.fixture(_serve_handler, name="handler_base")
+second_handler_base = pytest.fixture(_serve_handler, name="second_handler_base")
 
 
 def test_query_bench_takes_the_databases_in_turn(monkeypatch, handler_base, second_handler_base):
