@@ -167,25 +167,23 @@ def main(argv=None):
         f" {args.runs} timed runs per query after 3 warm-up runs, as {args.rounds} slices with the databases in turn"
     )
     today = datetime.now(UTC).date()
-    results = {}
     with contextlib.ExitStack() as stack:
-        servers, counts, sites = {}, {}, {}
+        servers, found = {}, {}  # db → (base URL, raw key), (site, events in the database)
         for db in dbs:
-            sites[db], raw, counts[db] = site_and_key(db, catch_up=not args.no_rollup)
+            site, raw, count = site_and_key(db, catch_up=not args.no_rollup)
             server = server_env(DATABASE_URL=env.database_url(db), RATE_LIMIT_ANALYTICS=10**9, RATE_LIMIT_EVENTS=10**9)
             base = stack.enter_context(running_server(server=args.server, workers=args.workers, threads=args.threads, env=server))
-            servers[db] = (base, raw)
+            servers[db], found[db] = (base, raw), (site, count)
         measured = measure(servers, args.runs, args.rounds, today, queries)
-        for db, (base, raw) in servers.items():
-            results[db] = (counts[db], measured[db], freshness(base, raw))
+        fresh = {db: freshness(base, raw) for db, (base, raw) in servers.items()}
     for db in dbs:
-        count, measured_db, fresh = results[db]
-        print(f"\n{db}: {count:,} events in the database ({sites[db].domain} is site {sites[db].pk})")
-        for name, (result, sample) in measured_db.items():
+        site, count = found[db]
+        print(f"\n{db}: {count:,} events in the database ({site.domain} is site {site.pk})")
+        for name, (result, sample) in measured[db].items():
             first = {k: v for k, v in sample.get("data", {}).items()}
             print(f"  {name:<28} median {ms(median(result.latencies)):>9}  p95 {ms(result.percentile(95)):>9}  "
                   f"errors {result.errors}  data {json.dumps(first)[:80]}")  # fmt: skip
-        print(f"  freshness: an acknowledged event was counted after {ms(fresh)} (target ≤ {TARGET_FRESHNESS:.0f} s)")
+        print(f"  freshness: an acknowledged event was counted after {ms(fresh[db])} (target ≤ {TARGET_FRESHNESS:.0f} s)")
 
     ok = True
     last = dbs[-1]
@@ -194,8 +192,8 @@ def main(argv=None):
     header = f"  {'query':<28}" + "".join(f"{db:>{width}}" for db in dbs) + ("   growth" if len(dbs) > 1 else "")
     print(header)
     for name, _days, _params, target in queries:
-        p95s = [results[db][1][name][0].percentile(95) for db in dbs]
-        errors = sum(results[db][1][name][0].errors for db in dbs)
+        p95s = [measured[db][name][0].percentile(95) for db in dbs]
+        errors = sum(measured[db][name][0].errors for db in dbs)
         growth = p95s[-1] / p95s[0] if len(dbs) > 1 and p95s[0] else None
         good = p95s[-1] <= target and errors == 0 and (growth is None or growth <= TARGET_GROWTH)
         ok &= good
@@ -208,8 +206,8 @@ def main(argv=None):
             + (f", ≤ {TARGET_GROWTH}x" if growth is not None else "")
             + f"  {'ok' if good else 'MISSED'}"
         )
-    fresh_ok = all(results[db][2] <= TARGET_FRESHNESS for db in dbs)
-    print("  freshness " + ", ".join(f"{db} {ms(results[db][2])}" for db in dbs) + f"  {'ok' if fresh_ok else 'MISSED'}")
+    fresh_ok = all(fresh[db] <= TARGET_FRESHNESS for db in dbs)
+    print("  freshness " + ", ".join(f"{db} {ms(fresh[db])}" for db in dbs) + f"  {'ok' if fresh_ok else 'MISSED'}")
     return 0 if ok and fresh_ok else 1
 
 

@@ -251,13 +251,14 @@ NEARBY_SQL = (
 )
 
 # The lookup's rows come in (visitor, occurred_at) order from the (site, visitor, occurred_at)
-# index only; any other plan sorts. With sorts off for the rest of the batch's transaction
-# (its COPY and commit sort nothing) the planner cannot take the (site, occurred_at) index,
-# which it did for a site newer than the table's statistics (estimated at ~0 rows, and that
-# index small where rows share timestamps): a scan of every event of the site per item, 2 s a
-# batch at 30k events of the site. JIT goes off with it: a plan that must sort anyway (the id
-# reservation's ORDER BY) is costed at 10^10 with sorts off, far past jit_above_cost, and was
-# compiled on every batch (8.9 ms, auto_explain). One round trip per batch.
+# index only; any other plan sorts. With sorts off the planner cannot take the (site,
+# occurred_at) index, which it did for a site newer than the table's statistics (estimated at
+# ~0 rows, and that index small where rows share timestamps): a scan of every event of the
+# site per item, 2 s a batch at 30k events of the site. SET LOCAL lasts until the batch's
+# transaction ends (restoring it after the lookup would cost a second round trip), so JIT goes
+# off with it: the id reservation's ORDER BY, which must sort anyway, is then costed at 10^10,
+# far past jit_above_cost, and was compiled on every batch (8.9 ms, auto_explain). The COPY
+# and the commit's foreign-key checks plan no sort. One round trip per batch.
 LOOKUP_GUARD = "SET LOCAL enable_sort = off; SET LOCAL jit = off"
 
 

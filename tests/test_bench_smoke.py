@@ -84,17 +84,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         body = self.rfile.read(length)
-        status = 201 if body == b"ok" else 400
-        payload = b'{"n": 1}'
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(payload)
+        self._reply(201 if body == b"ok" else 400, b'{"n": 1}')
 
     def do_GET(self):
-        payload = b'{"data": {"events": 1}}'
-        self.send_response(200)
+        self._reply(200, b'{"data": {"events": 1}}')
+
+    def _reply(self, status, payload):
+        self.send_response(status)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Content-Type", "application/json")
         self.end_headers()
