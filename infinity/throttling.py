@@ -19,6 +19,7 @@ import hashlib
 import logging
 import socket
 import sqlite3
+import struct
 import threading
 import time
 from urllib.parse import unquote, urlsplit
@@ -30,6 +31,7 @@ from infinity.clientip import client_ip
 
 logger = logging.getLogger("infinity.ratelimit")
 WINDOW = 60
+REDIS_TIMEOUT = 0.5  # seconds: connecting, and each send or receive of a round trip
 
 
 _HIT = b"*2\r\n$4\r\nINCR\r\n$%d\r\n%s\r\n*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
@@ -71,12 +73,22 @@ class RedisCounter:
         self.local = threading.local()
 
     def _connect(self):
-        sock = socket.create_connection(self.address, timeout=0.5)
+        sock = socket.create_connection(self.address, timeout=REDIS_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls:
             import ssl
 
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.address[0])
+        else:
+            # A blocking socket whose timeouts the kernel keeps (SO_SNDTIMEO/SO_RCVTIMEO): with
+            # Python's own timeout every send and receive is preceded by a poll(), two more
+            # system calls per round trip, each releasing and retaking the GIL. A timeout still
+            # raises (BlockingIOError, an OSError), and the caller fails open as before.
+            seconds = int(REDIS_TIMEOUT)
+            timeval = struct.pack("@ll", seconds, int((REDIS_TIMEOUT - seconds) * 1_000_000))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            sock.settimeout(None)
         self.local.sock, self.local.reader = sock, sock.makefile("rb")
         if self.setup:
             self._send_bytes(self.encode(self.setup), len(self.setup))

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -171,6 +172,23 @@ def test_redis_down_fails_open_with_a_per_process_limit(api, settings, caplog, w
     assert statuses == [201] * 5 + [429]
     assert "failing open" in caplog.text
     assert Event.objects.count() == 5
+
+
+def test_a_redis_that_never_answers_fails_open_after_the_timeout(api, settings, caplog, window_start):
+    """A Redis that accepts connections and then says nothing (hung, or a firewall that
+    swallows the replies): each request waits at most REDIS_TIMEOUT for it, then is served
+    under the per-process limit. The kernel keeps that timeout (SO_RCVTIMEO), not Python."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:  # listens, never accepts
+        settings.REDIS_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        throttling.reset_store()
+        with caplog.at_level(logging.WARNING, logger="infinity.ratelimit"):
+            started = time.monotonic()
+            response = api.post(EVENT, {"event_name": "e"})
+            waited = time.monotonic() - started
+    assert response.status_code == 201
+    assert throttling.REDIS_TIMEOUT * 0.8 <= waited < throttling.REDIS_TIMEOUT + 2.0
+    assert "failing open" in caplog.text
+    assert Event.objects.count() == 1
 
 
 # Two real server processes sharing one Redis.
