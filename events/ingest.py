@@ -258,8 +258,9 @@ NEARBY_SQL = (
 # transaction ends (restoring it after the lookup would cost a second round trip), so JIT goes
 # off with it: the id reservation's ORDER BY, which must sort anyway, is then costed at 10^10,
 # far past jit_above_cost, and was compiled on every batch (8.9 ms, auto_explain). The COPY
-# and the commit's foreign-key checks plan no sort. One round trip per batch.
+# and the commit's foreign-key checks plan no sort. Sent in the lookup's own round trip.
 LOOKUP_GUARD = "SET LOCAL enable_sort = off; SET LOCAL jit = off"
+_GUARDED_NEARBY_SQL = f"{LOOKUP_GUARD}; {NEARBY_SQL}"
 
 
 def _stored_nearby(site_id: int, rows: list[dict], stamps: dict) -> dict[int, tuple]:
@@ -267,9 +268,8 @@ def _stored_nearby(site_id: int, rows: list[dict], stamps: dict) -> dict[int, tu
     30 minutes either side, as (occurred_at in microseconds since the epoch, session)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
-            cur.execute(LOOKUP_GUARD)
             cur.execute(
-                NEARBY_SQL,
+                _GUARDED_NEARBY_SQL,  # Django's client-side binding: several statements, one round trip
                 # Array literals: much cheaper than adapting 500 Python values one by one.
                 [
                     "{" + ",".join([str(r["visitor"]) for r in rows]) + "}",
@@ -277,6 +277,8 @@ def _stored_nearby(site_id: int, rows: list[dict], stamps: dict) -> dict[int, tu
                     site_id,
                 ],
             )
+            for _ in range(LOOKUP_GUARD.count(";") + 1):  # past the SETs' results to the lookup's
+                cur.nextset()
             # Microseconds since the epoch, not timestamptz: Django's timezone-aware loader,
             # in Python, took ~6 % of a 500-item batch's CPU (~5 µs per value); most rows need
             # only the session (a visitor with one row in the batch), the rest compare integers.

@@ -176,8 +176,8 @@ def test_redis_down_fails_open_with_a_per_process_limit(api, settings, caplog, w
 
 def test_a_redis_that_never_answers_fails_open_after_the_timeout(api, settings, caplog, window_start):
     """A Redis that accepts connections and then says nothing (hung, or a firewall that
-    swallows the replies): each request waits at most REDIS_TIMEOUT for it, then is served
-    under the per-process limit. The kernel keeps that timeout (SO_RCVTIMEO), not Python."""
+    swallows the replies): each request waits about REDIS_TIMEOUT for it, then is served
+    under the per-process limit, and never hangs."""
     with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:  # listens, never accepts
         settings.REDIS_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
         throttling.reset_store()
