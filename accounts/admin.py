@@ -78,7 +78,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             messages.warning(
                 request,
                 format_html(
-                    "New API key for {}: <code id=\"new-api-key\">{}</code> — copy it now, it will not be shown again.",
+                    'New API key for {}: <code id="new-api-key">{}</code> — copy it now, it will not be shown again.',
                     obj.site.domain,
                     raw,
                 ),

@@ -75,6 +75,7 @@ DROP_COUNTS: Counter = Counter()
 
 # --- Input ------------------------------------------------------------------------------
 
+
 class TextJSONParser(StrictJSONParser):
     """JSON sent as ``text/plain`` (a CORS "simple request"): same strict rules as JSON."""
 
@@ -178,6 +179,7 @@ def resolve_site(domain: str) -> tuple[int | None, str]:
 
 
 # --- The pipeline -----------------------------------------------------------------------
+
 
 def _page(hit: Hit) -> enrich.Page:
     if len(hit.url) > enrich.MAX_PATH:
@@ -296,11 +298,25 @@ class CollectorView(ApiView):
             "hit was kept or dropped (unknown site, hostname mismatch, bot, referrer spam, invalid URL)."
         ),
         request=CollectorIn,
-        responses={202: inline_serializer("CollectorAccepted", {"accepted": serializers.BooleanField()}),
-                   400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT},
-        examples=[OpenApiExample("page view", request_only=True, value={
-            "domain": "example.com", "url": "https://example.com/pricing?utm_source=newsletter",
-            "referrer": "https://www.google.com/", "name": "pageview", "screen": 1440})],
+        responses={
+            202: inline_serializer("CollectorAccepted", {"accepted": serializers.BooleanField()}),
+            400: OpenApiTypes.OBJECT,
+            413: OpenApiTypes.OBJECT,
+            429: OpenApiTypes.OBJECT,
+        },
+        examples=[
+            OpenApiExample(
+                "page view",
+                request_only=True,
+                value={
+                    "domain": "example.com",
+                    "url": "https://example.com/pricing?utm_source=newsletter",
+                    "referrer": "https://www.google.com/",
+                    "name": "pageview",
+                    "screen": 1440,
+                },
+            )
+        ],
         parameters=RATE_LIMIT_HEADERS,
         auth=[],
         tags=["Tracking"],
@@ -309,16 +325,18 @@ class CollectorView(ApiView):
         data = CollectorIn(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        collect(Hit(
-            domain=values["domain"],
-            url=values["url"],
-            referrer=values["referrer"],
-            name=values["name"],
-            props=values["props"] or {},
-            hash_mode=values["hash"],
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
-            ip=client_ip(request),
-        ))
+        collect(
+            Hit(
+                domain=values["domain"],
+                url=values["url"],
+                referrer=values["referrer"],
+                name=values["name"],
+                props=values["props"] or {},
+                hash_mode=values["hash"],
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                ip=client_ip(request),
+            )
+        )
         return Response({"accepted": True}, status=202)
 
 

@@ -27,6 +27,7 @@ KEPT_QUERY_PARAMS = frozenset(UTM_FIELDS) | {"ref"}
 
 # --- User agent -------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class UserAgentInfo:
     browser: str
@@ -86,8 +87,22 @@ def parse_user_agent(ua: str) -> UserAgentInfo:
 # --- Bots -------------------------------------------------------------------------------
 
 # Automation that crawler lists may miss: headless browsers and page-speed tools.
-HEADLESS_MARKERS = ("headlesschrome", "phantomjs", "slimerjs", "electron/", "puppeteer", "playwright", "lighthouse",
-                    "chrome-lighthouse", "pagespeed", "gtmetrix", "selenium", "webdriver", "cypress", "nightmare")
+HEADLESS_MARKERS = (
+    "headlesschrome",
+    "phantomjs",
+    "slimerjs",
+    "electron/",
+    "puppeteer",
+    "playwright",
+    "lighthouse",
+    "chrome-lighthouse",
+    "pagespeed",
+    "gtmetrix",
+    "selenium",
+    "webdriver",
+    "cypress",
+    "nightmare",
+)
 _crawler_detect = CrawlerDetect()
 
 
@@ -105,6 +120,7 @@ def is_bot(ua: str) -> bool:
 
 # --- Country ----------------------------------------------------------------------------
 
+
 def country_for_ip(ip: str) -> str:
     """ISO 3166-1 alpha-2 code of the IP's registration country, or "" (private, unknown, junk)."""
     try:
@@ -118,6 +134,7 @@ def country_for_ip(ip: str) -> str:
 
 
 # --- Hostnames and URLs -----------------------------------------------------------------
+
 
 def bare_host(host: str) -> str:
     host = host.strip().lower().rstrip(".")
@@ -166,35 +183,88 @@ def parse_page_url(url: str, *, keep_hash: bool = False) -> Page | None:
 # Search engines and sites that run under many country domains: matched on the label
 # before the public suffix, so www.google.com, google.de and google.co.uk are all "Google".
 SOURCE_BY_BRAND = {
-    "google": "Google", "bing": "Bing", "yahoo": "Yahoo", "yandex": "Yandex", "baidu": "Baidu",
-    "duckduckgo": "DuckDuckGo", "ecosia": "Ecosia", "qwant": "Qwant", "naver": "Naver", "seznam": "Seznam",
-    "startpage": "Startpage", "ask": "Ask", "aol": "AOL", "sogou": "Sogou", "amazon": "Amazon",
-    "pinterest": "Pinterest", "ebay": "eBay", "facebook": "Facebook", "wikipedia": "Wikipedia",
+    "google": "Google",
+    "bing": "Bing",
+    "yahoo": "Yahoo",
+    "yandex": "Yandex",
+    "baidu": "Baidu",
+    "duckduckgo": "DuckDuckGo",
+    "ecosia": "Ecosia",
+    "qwant": "Qwant",
+    "naver": "Naver",
+    "seznam": "Seznam",
+    "startpage": "Startpage",
+    "ask": "Ask",
+    "aol": "AOL",
+    "sogou": "Sogou",
+    "amazon": "Amazon",
+    "pinterest": "Pinterest",
+    "ebay": "eBay",
+    "facebook": "Facebook",
+    "wikipedia": "Wikipedia",
 }
 # Exact hosts and their subdomains (seeded from Matomo's CC0 search-engine and social lists).
 SOURCE_BY_DOMAIN = {
-    "mail.google.com": "Gmail", "news.google.com": "Google News", "play.google.com": "Google Play",
-    "search.brave.com": "Brave", "duck.com": "DuckDuckGo", "kagi.com": "Kagi", "search.yahoo.com": "Yahoo",
-    "fb.com": "Facebook", "fb.me": "Facebook", "messenger.com": "Facebook",
-    "instagram.com": "Instagram", "threads.net": "Threads", "threads.com": "Threads",
-    "t.co": "Twitter", "twitter.com": "Twitter", "x.com": "Twitter",
-    "linkedin.com": "LinkedIn", "lnkd.in": "LinkedIn",
-    "reddit.com": "Reddit", "redd.it": "Reddit",
-    "youtube.com": "YouTube", "youtu.be": "YouTube",
-    "news.ycombinator.com": "Hacker News", "github.com": "GitHub", "gitlab.com": "GitLab",
-    "stackoverflow.com": "Stack Overflow", "tiktok.com": "TikTok",
-    "t.me": "Telegram", "telegram.org": "Telegram", "web.telegram.org": "Telegram",
-    "whatsapp.com": "WhatsApp", "wa.me": "WhatsApp",
-    "medium.com": "Medium", "substack.com": "Substack", "mastodon.social": "Mastodon", "bsky.app": "Bluesky",
-    "vk.com": "VKontakte", "producthunt.com": "Product Hunt", "quora.com": "Quora",
-    "discord.com": "Discord", "discordapp.com": "Discord", "slack.com": "Slack",
-    "chatgpt.com": "ChatGPT", "chat.openai.com": "ChatGPT", "perplexity.ai": "Perplexity",
-    "outlook.live.com": "Outlook.com", "lobste.rs": "Lobsters", "dev.to": "DEV",
+    "mail.google.com": "Gmail",
+    "news.google.com": "Google News",
+    "play.google.com": "Google Play",
+    "search.brave.com": "Brave",
+    "duck.com": "DuckDuckGo",
+    "kagi.com": "Kagi",
+    "search.yahoo.com": "Yahoo",
+    "fb.com": "Facebook",
+    "fb.me": "Facebook",
+    "messenger.com": "Facebook",
+    "instagram.com": "Instagram",
+    "threads.net": "Threads",
+    "threads.com": "Threads",
+    "t.co": "Twitter",
+    "twitter.com": "Twitter",
+    "x.com": "Twitter",
+    "linkedin.com": "LinkedIn",
+    "lnkd.in": "LinkedIn",
+    "reddit.com": "Reddit",
+    "redd.it": "Reddit",
+    "youtube.com": "YouTube",
+    "youtu.be": "YouTube",
+    "news.ycombinator.com": "Hacker News",
+    "github.com": "GitHub",
+    "gitlab.com": "GitLab",
+    "stackoverflow.com": "Stack Overflow",
+    "tiktok.com": "TikTok",
+    "t.me": "Telegram",
+    "telegram.org": "Telegram",
+    "web.telegram.org": "Telegram",
+    "whatsapp.com": "WhatsApp",
+    "wa.me": "WhatsApp",
+    "medium.com": "Medium",
+    "substack.com": "Substack",
+    "mastodon.social": "Mastodon",
+    "bsky.app": "Bluesky",
+    "vk.com": "VKontakte",
+    "producthunt.com": "Product Hunt",
+    "quora.com": "Quora",
+    "discord.com": "Discord",
+    "discordapp.com": "Discord",
+    "slack.com": "Slack",
+    "chatgpt.com": "ChatGPT",
+    "chat.openai.com": "ChatGPT",
+    "perplexity.ai": "Perplexity",
+    "outlook.live.com": "Outlook.com",
+    "lobste.rs": "Lobsters",
+    "dev.to": "DEV",
 }
 # utm_source / ref values people actually type.
 SOURCE_ALIASES = {
-    "fb": "Facebook", "ig": "Instagram", "x": "Twitter", "tw": "Twitter", "hn": "Hacker News",
-    "yt": "YouTube", "li": "LinkedIn", "newsletter": "Newsletter", "email": "Email",
+    "fb": "Facebook",
+    "ig": "Instagram",
+    "x": "Twitter",
+    "tw": "Twitter",
+    "hn": "Hacker News",
+    "yt": "YouTube",
+    "li": "LinkedIn",
+    "newsletter": "Newsletter",
+    "email": "Email",
 }
 _KNOWN_NAMES = [*SOURCE_BY_BRAND.values(), *SOURCE_BY_DOMAIN.values()]
 _SOURCE_BY_NAME = {name.lower().replace(" ", ""): name for name in _KNOWN_NAMES}
@@ -207,18 +277,59 @@ _SUFFIX_LABELS = {"co", "com", "org", "net", "gov", "edu", "ac", "or", "ne", "go
 
 # Well-known referrer spam (from the public-domain referrer-spam lists). Extend with the
 # REFERRER_SPAM_DOMAINS setting.
-REFERRER_SPAM = frozenset({
-    "semalt.com", "semalt.semalt.com", "buttons-for-website.com", "buttons-for-your-website.com", "darodar.com",
-    "ilovevitaly.com", "ilovevitaly.ru", "priceg.com", "blackhatworth.com", "hulfingtonpost.com", "best-seo-offer.com",
-    "best-seo-solution.com", "free-social-buttons.com", "social-buttons.com", "simple-share-buttons.com",
-    "get-free-traffic-now.com", "free-share-buttons.com", "trafficmonetize.org", "webmonetizer.net", "4webmasters.org",
-    "7makemoneyonline.com", "100dollars-seo.com", "econom.co", "savetubevideo.com", "kambasoft.com",
-    "screentoolkit.com", "o-o-6-o-o.com", "o-o-8-o-o.com", "humanorightswatch.org", "event-tracking.com",
-    "floating-share-buttons.com", "get-free-social-traffic.com", "ranksonic.info", "rank-checker.online",
-    "seo-platform.com", "site-auditor.online", "traffic2money.com", "uptime-as.net", "videos-for-your-business.com",
-    "website-analyzer.info", "success-seo.com", "cenoval.ru", "cenokos.ru", "vitaly.com", "bestwebsitesawards.com",
-    "keywords-monitoring-your-success.com", "fix-website-errors.com", "copyrightclaims.org", "erot.co",
-})
+REFERRER_SPAM = frozenset(
+    {
+        "semalt.com",
+        "semalt.semalt.com",
+        "buttons-for-website.com",
+        "buttons-for-your-website.com",
+        "darodar.com",
+        "ilovevitaly.com",
+        "ilovevitaly.ru",
+        "priceg.com",
+        "blackhatworth.com",
+        "hulfingtonpost.com",
+        "best-seo-offer.com",
+        "best-seo-solution.com",
+        "free-social-buttons.com",
+        "social-buttons.com",
+        "simple-share-buttons.com",
+        "get-free-traffic-now.com",
+        "free-share-buttons.com",
+        "trafficmonetize.org",
+        "webmonetizer.net",
+        "4webmasters.org",
+        "7makemoneyonline.com",
+        "100dollars-seo.com",
+        "econom.co",
+        "savetubevideo.com",
+        "kambasoft.com",
+        "screentoolkit.com",
+        "o-o-6-o-o.com",
+        "o-o-8-o-o.com",
+        "humanorightswatch.org",
+        "event-tracking.com",
+        "floating-share-buttons.com",
+        "get-free-social-traffic.com",
+        "ranksonic.info",
+        "rank-checker.online",
+        "seo-platform.com",
+        "site-auditor.online",
+        "traffic2money.com",
+        "uptime-as.net",
+        "videos-for-your-business.com",
+        "website-analyzer.info",
+        "success-seo.com",
+        "cenoval.ru",
+        "cenokos.ru",
+        "vitaly.com",
+        "bestwebsitesawards.com",
+        "keywords-monitoring-your-success.com",
+        "fix-website-errors.com",
+        "copyrightclaims.org",
+        "erot.co",
+    }
+)
 
 
 def referrer_host(referrer: str | None) -> str:
@@ -263,7 +374,7 @@ def source_for_host(host: str) -> str:
     host = bare_host(host)
     for prefix in ("m.", "l.", "lm.", "mobile."):
         if host.startswith(prefix) and host.count(".") >= 2:
-            host = host[len(prefix):]
+            host = host[len(prefix) :]
             break
     labels = host.split(".")
     for start in range(len(labels)):

@@ -39,9 +39,7 @@ def new_session_id(*, visitor: int | None = None, started_at: datetime | None = 
     return hash_to_int64(_session_key(settings.SECRET_KEY), f"{visitor}:{slot}".encode()) & (2**63 - 1)
 
 
-def assign_session(
-    *, site_id: int, visitor: int, occurred_at: datetime, earlier_visitor: int | None = None
-) -> tuple[int, int]:
+def assign_session(*, site_id: int, visitor: int, occurred_at: datetime, earlier_visitor: int | None = None) -> tuple[int, int]:
     """Return ``(visitor, session)`` for an event of ``visitor`` at ``occurred_at``.
 
     ``earlier_visitor`` is the same person's id under yesterday's salt: if a session of

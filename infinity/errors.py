@@ -99,4 +99,3 @@ def api_exception_handler(exc, context):
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return Response(envelope(status, message, code), status=status, headers=headers)
     return None  # unexpected: Django's 500 handler answers in the envelope
-

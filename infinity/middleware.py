@@ -47,7 +47,6 @@ class ApiEnvelopeMiddleware:
         return None
 
 
-
 class _BrowserOnly:
     """Pass /api/v1 requests straight through: they authenticate by API key, set no cookie,
     answer JSON and are CSRF-exempt, so sessions, users, CSRF and messages would only cost

@@ -52,8 +52,14 @@ def browser(cast):
 
 def hit(**overrides):
     values = {
-        "domain": "example.com", "url": "https://example.com/", "referrer": "", "name": "pageview", "props": {},
-        "hash_mode": False, "user_agent": CHROME, "ip": PUBLIC_IP,
+        "domain": "example.com",
+        "url": "https://example.com/",
+        "referrer": "",
+        "name": "pageview",
+        "props": {},
+        "hash_mode": False,
+        "user_agent": CHROME,
+        "ip": PUBLIC_IP,
     }
     values.update(overrides)
     return Hit(**values)
@@ -61,11 +67,14 @@ def hit(**overrides):
 
 # --- Kept ------------------------------------------------------------------------------
 
+
 def test_page_view_is_stored_enriched_without_a_key(browser, settings):
-    response = browser.send(page_view(
-        url="https://www.example.com/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=launch&token=secret#plans",
-        referrer="https://www.google.de/search?q=analytics",
-    ))
+    response = browser.send(
+        page_view(
+            url="https://www.example.com/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=launch&token=secret#plans",
+            referrer="https://www.google.de/search?q=analytics",
+        )
+    )
     assert response.status_code == 202
     assert response.json() == {"accepted": True}
     event = Event.objects.get()
@@ -253,6 +262,7 @@ def test_floods_from_one_ip_get_429(browser, settings):
 
 # --- CORS --------------------------------------------------------------------------------
 
+
 def test_collector_is_open_to_every_origin_without_credentials(browser):
     response = browser.send(page_view(), headers={"HTTP_ORIGIN": "https://example.com"})
     assert response["Access-Control-Allow-Origin"] == "*"
@@ -261,7 +271,9 @@ def test_collector_is_open_to_every_origin_without_credentials(browser):
 
 def test_collector_answers_preflight(cast):
     response = APIClient().options(
-        COLLECT, HTTP_ORIGIN="https://example.com", HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        COLLECT,
+        HTTP_ORIGIN="https://example.com",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
         HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type",
     )
     assert response.status_code == 204
@@ -271,10 +283,18 @@ def test_collector_answers_preflight(cast):
     assert "Access-Control-Allow-Credentials" not in response
 
 
-@pytest.mark.parametrize("method, path", [
-    ("post", "/api/v1/events"), ("post", "/api/v1/events/purchase"), ("get", "/api/v1/analytics"),
-    ("options", "/api/v1/events"), ("options", "/api/v1/analytics"), ("get", "/api/v1/schema"), ("get", "/api/v1/nowhere"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("post", "/api/v1/events"),
+        ("post", "/api/v1/events/purchase"),
+        ("get", "/api/v1/analytics"),
+        ("options", "/api/v1/events"),
+        ("options", "/api/v1/analytics"),
+        ("get", "/api/v1/schema"),
+        ("get", "/api/v1/nowhere"),
+    ],
+)
 def test_no_other_api_endpoint_has_cors(api, cast, method, path):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {cast.key}")
@@ -283,6 +303,7 @@ def test_no_other_api_endpoint_has_cors(api, cast, method, path):
 
 
 # --- Privacy ----------------------------------------------------------------------------
+
 
 def _text_values():
     for model in apps.get_models():
@@ -323,6 +344,7 @@ def test_same_person_on_another_site_is_another_visitor(cast):
 
 # --- Sessions -----------------------------------------------------------------------------
 
+
 def test_events_under_30_minutes_apart_share_a_session(cast):
     start = timezone.now().replace(hour=10, minute=0)
     first = collect(hit(), now=start).event
@@ -356,14 +378,17 @@ def test_server_events_with_a_visitor_get_sessions(api):
     body = {"event_name": "signup", "visitor_id": "user-1", "timestamp": "2024-01-15T10:00:00Z"}
     api.post("/api/v1/events", body)
     api.post("/api/v1/events", {**body, "timestamp": "2024-01-15T10:20:00Z"})
-    api.post("/api/v1/events/purchase", {"price": 100, "currency": "EUR", "product_name": "x", "visitor_id": "user-1",
-                                         "timestamp": "2024-01-15T12:00:00Z"})
+    api.post(
+        "/api/v1/events/purchase",
+        {"price": 100, "currency": "EUR", "product_name": "x", "visitor_id": "user-1", "timestamp": "2024-01-15T12:00:00Z"},
+    )
     api.post("/api/v1/events", {"event_name": "anonymous"})
     rows = list(Event.objects.order_by("occurred_at").values_list("session", flat=True))
     assert rows[0] == rows[1] and rows[2] != rows[0] and rows[3] is None
 
 
 # --- Cost -----------------------------------------------------------------------------------
+
 
 def test_a_page_view_costs_one_statement_once_warm(browser, django_assert_num_queries):
     from django.db import connection
@@ -380,6 +405,7 @@ def test_bots_cost_no_query(browser, django_assert_num_queries):
 
 
 # --- The script ------------------------------------------------------------------------------
+
 
 def test_tracking_script_is_served_cacheable_and_cross_origin(client):
     response = client.get("/js/script.js", HTTP_ACCEPT_ENCODING="gzip, br")

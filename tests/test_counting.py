@@ -106,8 +106,10 @@ def test_counts_match_brute_force(api, cast):
         when = base + timedelta(minutes=rng.randrange(0, 60 * 24 * 20))
         visitor = rng.choice([None, "a", "b", "c", "d", "e"])
         if rng.random() < 0.3:
-            api.post("/api/v1/events/purchase", {"price": 5, "currency": "EUR", "product_name": "P",
-                                                 "timestamp": when.isoformat(), "visitor_id": visitor})
+            api.post(
+                "/api/v1/events/purchase",
+                {"price": 5, "currency": "EUR", "product_name": "P", "timestamp": when.isoformat(), "visitor_id": visitor},
+            )
         else:
             send(api, timestamp=when.isoformat(), visitor_id=visitor)
     rows = list(Event.objects.filter(site=cast.site).values("occurred_at", "visitor", "kind"))

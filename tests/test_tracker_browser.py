@@ -22,8 +22,14 @@ from tests.conftest import Api
 
 CHROMIUM = shutil.which("chromium")
 PUBLIC_IP = "81.2.69.142"  # registered in GB
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--headless"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--headless",
+]
 
 # Skipped only on a developer machine without chromium; in CI (CI=true) a missing browser fails.
 pytestmark = pytest.mark.skipif(
@@ -44,7 +50,7 @@ BODIES = {
     "/about": ("About", '<a id="app" href="/app">Open the app</a>', ""),
     "/app": (
         "App",
-        '<button id="settings" onclick="history.pushState({}, \'\', \'/app/settings\')">Settings</button>'
+        "<button id=\"settings\" onclick=\"history.pushState({}, '', '/app/settings')\">Settings</button>"
         '<button id="same" onclick="history.replaceState({}, \'\', location.pathname)">Same page</button>'
         "<button id=\"signup\" onclick=\"infinity('signup', {plan: 'premium'})\">Sign up</button>",
         # Called before the script has loaded: the queue must keep it.
@@ -167,7 +173,10 @@ def test_pages_in_chromium_show_up_in_analytics(transactional_db, settings, live
 
     rows = list(Event.objects.filter(site=site).order_by("id"))
     assert [(e.name, e.path) for e in rows if e.kind == Kind.PAGEVIEW] == [
-        ("pageview", "/?utm_medium=cpc"), ("pageview", "/about"), ("pageview", "/app"), ("pageview", "/app/settings"),
+        ("pageview", "/?utm_medium=cpc"),
+        ("pageview", "/about"),
+        ("pageview", "/app"),
+        ("pageview", "/app/settings"),
         ("pageview", "/app"),
     ]
     custom = {e.name: e.metadata for e in rows if e.kind == Kind.CUSTOM}

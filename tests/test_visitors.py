@@ -23,8 +23,16 @@ def visitor(site_id=1, ip=IP, ua=CHROME, now=None):
 
 
 def page_view(now, *, ua=CHROME, ip=IP, path="/"):
-    hit = Hit(domain="example.com", url=f"https://example.com{path}", referrer="", name="pageview", props={},
-              hash_mode=False, user_agent=ua, ip=ip)
+    hit = Hit(
+        domain="example.com",
+        url=f"https://example.com{path}",
+        referrer="",
+        name="pageview",
+        props={},
+        hash_mode=False,
+        user_agent=ua,
+        ip=ip,
+    )
     return collect(hit, now=now).event
 
 

@@ -32,5 +32,3 @@ class Command(BaseCommand):
             _, raw = create_api_key(site=site, name="quickstart")
         self.stdout.write(f"Site {site.domain} with an API key (events:write, analytics:read). Store it now:")
         self.stdout.write(raw)
-
-
