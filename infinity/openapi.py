@@ -53,28 +53,12 @@ ERROR_RESPONSES = {
 }
 
 RATE_LIMIT_HEADERS = [
-    OpenApiParameter(
-        "X-RateLimit-Limit", OpenApiTypes.INT, OpenApiParameter.HEADER, response=True, description="Requests allowed per minute"
-    ),
-    OpenApiParameter(
-        "X-RateLimit-Remaining",
-        OpenApiTypes.INT,
-        OpenApiParameter.HEADER,
-        response=True,
-        description="Remaining requests in the current window",
-    ),
-    OpenApiParameter(
-        "X-RateLimit-Reset",
-        OpenApiTypes.INT,
-        OpenApiParameter.HEADER,
-        response=True,
-        description="Unix timestamp (seconds) when the window resets",
-    ),
-    OpenApiParameter(
-        "Retry-After",
-        OpenApiTypes.INT,
-        OpenApiParameter.HEADER,
-        response=[429, 503],
-        description="Seconds to wait before retrying",
-    ),
-]
+    OpenApiParameter("X-RateLimit-Limit", OpenApiTypes.INT, OpenApiParameter.HEADER, response=True,
+                     description="Requests allowed per minute"),
+    OpenApiParameter("X-RateLimit-Remaining", OpenApiTypes.INT, OpenApiParameter.HEADER, response=True,
+                     description="Remaining requests in the current window"),
+    OpenApiParameter("X-RateLimit-Reset", OpenApiTypes.INT, OpenApiParameter.HEADER, response=True,
+                     description="Unix timestamp (seconds) when the window resets"),
+    OpenApiParameter("Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[429, 503],
+                     description="Seconds to wait before retrying"),
+]  # fmt: skip

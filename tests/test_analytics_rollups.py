@@ -96,23 +96,28 @@ def test_rollup_every_keeps_rolling_up_until_terminated(cast):
     first = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
     second = first + timedelta(days=1)
 
-    def rolled(day, page):
+    def wait_for(rows, what):
         deadline = time.monotonic() + 30
-        while not Rollup.objects.filter(site=cast.site, grain="day", start=day, dimension="page", value=page).exists():
+        while not rows.exists():
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, f"{day:%Y-%m-%d} not rolled up with {page}"
+            assert time.monotonic() < deadline, f"{what} not rolled up"
             time.sleep(0.1)
+
+    def page_rolled(day, page):
+        rows = Rollup.objects.filter(site=cast.site, grain="day", start=day, dimension="page", value=page)
+        wait_for(rows, f"{day:%Y-%m-%d} with {page}")
 
     _visit(cast.site, first, 1, 11, ["/"])
     env = {**os.environ, "DATABASE_URL": database_url(), "SECRET_KEY": settings.SECRET_KEY, "DEBUG": "true"}
     command = [sys.executable, "manage.py", "rollup", "--every", "0.2", "--jobs", "1"]
     proc = subprocess.Popen(command, env=env, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        rolled(first, "/")
-        # Closed too, so the first run rolled it up empty: these events make it stale.
-        assert RolledBucket.objects.filter(site=cast.site, grain="day", start=second).exists()
+        page_rolled(first, "/")
+        # Closed too, so the loop rolls it up empty (each bucket commits on its own, so maybe
+        # just after the first): once it has, these events make it stale.
+        wait_for(RolledBucket.objects.filter(site=cast.site, grain="day", start=second), f"{second:%Y-%m-%d}")
         _visit(cast.site, second + timedelta(hours=12), 2, 12, ["/later"])
-        rolled(second, "/later")
+        page_rolled(second, "/later")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:
