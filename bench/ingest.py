@@ -8,7 +8,10 @@ default redis://127.0.0.1:6379/0, the events limit raised for the run), warms it
 drives ``--connections`` concurrent keep-alive clients for ``--duration`` seconds at:
 1. ``/bench/bare`` — a Django view through the same middleware, no DRF, no database;
 2. ``/api/v1/events`` — the reference event with a varying visitor and metadata (requests built before the run);
-3. with ``--lean``, ``/api/v1/bench/lean-event``: the same work without DRF (``bench/urls.py``), not a target.
+3. with ``--lean``, ``/api/v1/bench/lean-event``: the same work without DRF (``bench/urls.py``), not a target;
+4. with ``--parts``, ``POST /events`` with one part of its work taken out or replaced
+   (``bench.urls.PARTS``: without the write, the group commit over a sleep instead of
+   PostgreSQL, without the Redis round trip), each as long: what each part costs the ratio.
 Each phase runs ``--duration`` seconds in all, as ``--rounds`` slices taken in turn (default
 3 × 10 s: bare, events, bare, events, …), so both sides of the ratio share the same stretch of
 the machine. It prints requests/s, p50/p99 and errors for both, the CPU each request cost the server,
@@ -109,6 +112,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--no-wrk", action="store_true", help="skip the wrk cross-check of the baseline")
     parser.add_argument("--lean", action="store_true", help="also drive the event view without DRF (bench.urls), as long")
+    parser.add_argument("--parts", action="store_true", help="also drive POST /events with one part taken out (bench.urls.PARTS)")
     parser.add_argument("--rounds", type=int, default=3, help="slices each phase's duration is run in, taken in turn")
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.connections <= 256 or not 1 <= args.rounds <= 30:
@@ -117,6 +121,7 @@ def main(argv=None):
     prepare_database(args.db, default="bench_ingest")
     from django.db import connection
 
+    from bench.urls import PARTS
     from events.models import Event
 
     site, raw_key = bench_site_and_key("ingest.bench.example.com")
@@ -136,6 +141,8 @@ def main(argv=None):
         phases = {"bare": bare_requests(), "events": event_requests(raw_key, run, visitors=args.visitors)}
         if args.lean:
             phases["lean"] = event_requests(raw_key, f"{run}-lean", visitors=args.visitors, path="/api/v1/bench/lean-event")
+        for part in PARTS if args.parts else ():
+            phases[part] = event_requests(raw_key, f"{run}-{part}", visitors=args.visitors, path=f"/api/v1/bench/event-{part}")
         started = time.time()
         results, used = interleaved(base, phases, connections=args.connections, duration=args.duration, rounds=args.rounds)
         baseline_wrk = None if args.no_wrk else wrk_rate(base, args.connections, args.duration)
@@ -149,17 +156,26 @@ def main(argv=None):
     if args.lean:
         print(line("no DRF (bench only): lean-event", lean, "events/s"))
         labels["lean"] = "no DRF"
+    for part in PARTS if args.parts else ():
+        print(line(f"{part} (bench only)", results[part], "events/s"))
+        labels[part] = part
     for name, label in labels.items():
         result = results[name]
         share = cpu.per_request(dict.fromkeys(cpu.GROUPS, 0.0), used[name], result.completed)
         client = 1000 * result.client_cpu / result.completed if result.completed else 0.0
         total = sum(share.values()) + client
-        print(f"CPU per request, {label + ':':<14} server {share['server']:.2f} ms, PostgreSQL {share['postgres']:.2f} ms, "
+        print(f"CPU per request, {label + ':':<16} server {share['server']:.2f} ms, PostgreSQL {share['postgres']:.2f} ms, "
               f"Redis {share['redis']:.2f} ms, load client {client:.2f} ms; total {total:.2f} ms")  # fmt: skip
     if args.lean:
         lean_stored = Event.objects.filter(site=site, name=f"{run}-lean").count()
         print(f"without DRF: {lean.rate / baseline.rate:.0%} of the bare view (the endpoint: {ratio:.0%}); "
               f"stored {lean_stored:,} vs acknowledged {lean.statuses.get(201, 0):,}")  # fmt: skip
+    if args.parts:
+        stored_parts = Event.objects.filter(site=site, name=f"{run}-without-redis").count()
+        print("POST /events with one part changed, as a share of the bare view: "
+              + ", ".join(f"{part} {results[part].rate / baseline.rate:.0%}" for part in PARTS)
+              + f" (the endpoint: {ratio:.0%}); without-redis stored {stored_parts:,}"
+              + f" vs acknowledged {results['without-redis'].statuses.get(201, 0):,}")  # fmt: skip
     if baseline_wrk:
         print(f"cross-check: the bare view under wrk: {baseline_wrk:,.0f} req/s -> ratio {ingest.rate / baseline_wrk:.0%}")
     verdict = "equal" if stored == acknowledged else "MISMATCH"

@@ -70,6 +70,26 @@ def test_bare_baseline_view_exists_only_in_bench_urls(settings, db):
     assert response.json()["success"] is True
 
 
+@pytest.mark.django_db(transaction=True)
+def test_ingest_parts_are_the_event_endpoint_with_one_part_changed(settings, api, cast):
+    """``bench ingest --parts``: each variant validates like POST /events and answers its 201
+    with rate-limit headers; only the one without Redis stores its rows."""
+    settings.ROOT_URLCONF = "bench.urls"
+    from bench.urls import PARTS
+
+    for part in PARTS:
+        response = api.post(f"/api/v1/bench/event-{part}", {"event_name": f"part-{part}", "visitor_id": "v"})
+        assert response.status_code == 201, (part, response.content)
+        assert response.json()["event_id"].startswith("evt_")
+        assert response["X-RateLimit-Limit"] == str(settings.RATE_LIMITS["events"])
+        bad = api.post(f"/api/v1/bench/event-{part}", {"metadata": {}})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_REQUEST"
+        refused = api.post(f"/api/v1/bench/event-{part}", {"event_name": "x"}, key=cast.analytics_key)
+        assert refused.status_code == 403
+    stored = set(Event.objects.filter(name__startswith="part-").values_list("name", flat=True))
+    assert stored == {"part-without-redis"}
+
+
 def test_percentile_nearest_rank():
     values = [i / 1000 for i in range(1, 101)]
     assert percentile(values, 50) == 0.05
