@@ -171,11 +171,15 @@ def main(argv=None):
         print(f"without DRF: {lean.rate / baseline.rate:.0%} of the bare view (the endpoint: {ratio:.0%}); "
               f"stored {lean_stored:,} vs acknowledged {lean.statuses.get(201, 0):,}")  # fmt: skip
     if args.parts:
-        stored_parts = Event.objects.filter(site=site, name=f"{run}-without-redis").count()
+        stored_parts = [
+            f"{part} stored {Event.objects.filter(site=site, name=f'{run}-{part}').count():,}"
+            f" vs acknowledged {results[part].statuses.get(201, 0):,}"
+            for part, view in PARTS.items()
+            if view.stores_rows
+        ]
         print("POST /events with one part changed, as a share of the bare view: "
               + ", ".join(f"{part} {results[part].rate / baseline.rate:.0%}" for part in PARTS)
-              + f" (the endpoint: {ratio:.0%}); without-redis stored {stored_parts:,}"
-              + f" vs acknowledged {results['without-redis'].statuses.get(201, 0):,}")  # fmt: skip
+              + f" (the endpoint: {ratio:.0%}); " + "; ".join(stored_parts))  # fmt: skip
     if baseline_wrk:
         print(f"cross-check: the bare view under wrk: {baseline_wrk:,.0f} req/s -> ratio {ingest.rate / baseline_wrk:.0%}")
     verdict = "equal" if stored == acknowledged else "MISMATCH"

@@ -10,15 +10,14 @@ import time
 from django.conf import settings
 from django.http import JsonResponse
 from django.urls import path
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.keys import confirm_key, generation_key, key_generation, lookup_key, touch_last_used
 from events.groupcommit import GroupWriter
-from events.ingest import BATCH_EVENT, _event_row, _visitor, ingest_one
+from events.ingest import BATCH_EVENT, ingest_one
 from events.parsers import loads_strict
 from events.views import EventView, accepted
-from infinity.throttling import WINDOW, EventsThrottle, LocalCounter, consume
+from infinity.throttling import EventsThrottle, LocalCounter, consume
 from infinity.urls import *  # noqa: F403
 from infinity.urls import urlpatterns as production_urlpatterns
 
@@ -45,24 +44,17 @@ def lean_event(request):
 
 
 # --- POST /events with one part taken out (``bench ingest --parts``). Each is EventView itself
-# (DRF, the key cache and confirmation, validation) with only the named part changed. None is
-# a way to run the product: they answer 201 for rows they never stored.
+# (DRF, the key cache and confirmation, validation, ``ingest_one`` building the row) with only
+# the named part changed. None is a way to run the product: the first two answer 201 for rows
+# they never stored (``stores_rows``).
 _fake_ids = itertools.count(1)  # next() on it is atomic under the GIL
 
 
-def _row(request, data):
-    """The row ``ingest_one`` would hand to the group writer (visitor hashed)."""
-    site = request.auth.site
-    return _event_row(site, BATCH_EVENT, data, now=timezone.now(), visitor=_visitor(site, data["visitor_id"]))
+class _NoWrite:
+    """A writer that takes the row and stores nothing: no group commit, no PostgreSQL."""
 
-
-class EventWithoutWrite(EventView):
-    """Everything but the write: the row is built, then neither group commit nor PostgreSQL;
-    a made-up event id."""
-
-    def post(self, request):
-        _row(request, self.validate(self.json_body(request)))
-        return accepted(next(_fake_ids))
+    def write(self, row):
+        return next(_fake_ids)
 
 
 # What a group commit costs when the database costs nothing: the same GroupWriter, over a store
@@ -76,42 +68,53 @@ def _sleeping_store(rows):
     return [next(_fake_ids) for _ in rows]
 
 
-_sleeping_writer = GroupWriter(_sleeping_store)
-
-
-class EventWithSleepingWrite(EventView):
-    """Everything, but the group commit's store sleeps instead of writing to PostgreSQL."""
+class _EventWithWriter(EventView):
+    writer = None
+    stores_rows = False
 
     def post(self, request):
-        return accepted(_sleeping_writer.write(_row(request, self.validate(self.json_body(request)))))
+        data = self.validate(self.json_body(request))
+        return accepted(ingest_one(site=request.auth.site, kind=self.kind, data=data, writer=self.writer))
+
+
+class EventWithoutWrite(_EventWithWriter):
+    """Everything but the write: the row is built, then neither group commit nor PostgreSQL."""
+
+    writer = _NoWrite()
+
+
+class EventWithSleepingWrite(_EventWithWriter):
+    """Everything, but the group commit's store sleeps instead of writing to PostgreSQL."""
+
+    writer = GroupWriter(_sleeping_store)
+
+
+class _InProcessStore:
+    """The rate limit counted in this process (the fail-open counter) instead of Redis; the key
+    generation that rides along with the Redis hit is read once per process instead."""
+
+    def __init__(self):
+        self.counter = LocalCounter()
+        self.generation = None
+
+    def hit(self, key, ttl, read=None):
+        count, _ = self.counter.hit(key, ttl)
+        if read is None:
+            return count, None
+        if self.generation is None:
+            self.generation = key_generation()
+        return count, self.generation
 
 
 class _CountInProcess(EventsThrottle):
-    """The events limit counted in this process (the fail-open counter) instead of Redis; the
-    key generation that rides along with the Redis hit is read once per process instead."""
-
-    counter = LocalCounter()
-    generation = None
-
-    def allow_request(self, request, view):
-        if request.auth is None:
-            return super().allow_request(request, view)
-        if _CountInProcess.generation is None:
-            _CountInProcess.generation = key_generation()
-        now = time.time()
-        window = int(now // WINDOW)
-        limit = settings.RATE_LIMITS[self.scope]
-        count, _ = self.counter.hit(f"{self.scope}:key:{request.auth.pk}:{window}", WINDOW + 5)
-        django_request = request._request
-        django_request.shared_value = _CountInProcess.generation
-        django_request.rate_limit = (limit, max(0, limit - count), (window + 1) * WINDOW)
-        return count <= limit
+    store = _InProcessStore()
 
 
 class EventWithoutRedis(EventView):
     """Everything, the write included, but the rate limit's Redis round trip."""
 
     throttle_classes = [_CountInProcess]
+    stores_rows = True
 
 
 PARTS = {"without-write": EventWithoutWrite, "sleeping-write": EventWithSleepingWrite, "without-redis": EventWithoutRedis}

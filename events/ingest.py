@@ -230,10 +230,11 @@ def _insert_rows(rows: list[dict], *, sessions: str) -> list[int]:
 _writer = GroupWriter(store_rows)
 
 
-def ingest_one(*, site: Site, kind: str, data: dict) -> int:
+def ingest_one(*, site: Site, kind: str, data: dict, writer=_writer) -> int:
     """Store one validated ``EventIn`` (``kind`` BATCH_EVENT) or ``PurchaseIn`` (BATCH_PURCHASE)
-    body for ``site``; its id, once committed (with the rows of concurrent requests)."""
-    return _writer.write(_event_row(site, kind, data, now=timezone.now(), visitor=_visitor(site, data["visitor_id"])))
+    body for ``site``; its id, once committed (with the rows of concurrent requests).
+    ``writer``: this process's group writer; ``bench ingest --parts`` passes stand-ins."""
+    return writer.write(_event_row(site, kind, data, now=timezone.now(), visitor=_visitor(site, data["visitor_id"])))
 
 
 def ingest_tracker_row(row: dict) -> int:

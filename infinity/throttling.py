@@ -281,15 +281,16 @@ def reset_store():
     _store = None
 
 
-def consume(request, scope, ident, limit, *, now=None):
-    """Count one request against ``scope``/``ident``; record the header state; return allowed."""
+def consume(request, scope, ident, limit, *, now=None, store=None):
+    """Count one request against ``scope``/``ident`` in ``store`` (default the shared store);
+    record the header state; return allowed."""
     now = time.time() if now is None else now
     window = int(now // WINDOW)
     reset = (window + 1) * WINDOW
     key = f"{settings.RATELIMIT_KEY_PREFIX}:{scope}:{ident}:{window}"
     django_request = getattr(request, "_request", request)
     # Another shared counter the request needs (the API-key generation) rides along.
-    count, django_request.shared_value = get_store().hit(key, WINDOW + 5, getattr(django_request, "shared_read", None))
+    count, django_request.shared_value = (store or get_store()).hit(key, WINDOW + 5, getattr(django_request, "shared_read", None))
     django_request.rate_limit = (limit, max(0, limit - count), reset)
     return count <= limit
 
@@ -302,13 +303,14 @@ class ScopedRateThrottle(BaseThrottle):
     """Per API key for authenticated requests, per client IP otherwise."""
 
     scope = None
+    store = None  # the shared store; ``bench ingest --parts`` swaps in a per-process one
 
     def allow_request(self, request, view):
         api_key = request.auth
         if api_key is None:
             allowed = consume_anonymous(request)
         else:
-            allowed = consume(request, self.scope, f"key:{api_key.pk}", settings.RATE_LIMITS[self.scope])
+            allowed = consume(request, self.scope, f"key:{api_key.pk}", settings.RATE_LIMITS[self.scope], store=self.store)
         return allowed
 
     def wait(self):
