@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from bench import cpu
 from bench.client import LoadResult, build_request, run_load
-from bench.common import bench_site_and_key, machine, ms, prepare_database, server_env
+from bench.common import bench_site_and_key, machine, ms, percent, prepare_database, server_env
 from bench.servers import running_server
 
 TARGET_RATIO = 0.50
@@ -158,8 +158,8 @@ def main(argv=None):
               f"PostgreSQL {per['postgres']:.1f} ms")  # fmt: skip
     ratio = batch_rate / copy_rate if copy_rate else 0.0
     good = ratio >= TARGET_RATIO and result.errors == 0 and stored == accepted
-    print(f"ratio {ratio:.0%} (target ≥ {TARGET_RATIO:.0%}); errors {result.errors}; stored == accepted: {stored == accepted}"
-          f" -> {'ok' if good else 'MISSED'}")  # fmt: skip
+    print(f"ratio {percent(ratio)} (target ≥ {TARGET_RATIO:.0%}); errors {result.errors}; "
+          f"stored == accepted: {stored == accepted} -> {'ok' if good else 'MISSED'}")  # fmt: skip
     return 0 if good else 1
 
 

@@ -1,5 +1,6 @@
 """Shared pieces of the benchmark commands: database and key setup, printing."""
 
+import math
 import os
 import time
 import uuid
@@ -61,6 +62,12 @@ def server_env(**extra) -> dict:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
+
+
+def percent(ratio: float) -> str:
+    """A ratio against its target, as a percentage with one decimal, cut (not rounded) so
+    that a miss never prints as the target: 0.49992 is "49.9%", not "50%"."""
+    return f"{math.floor(ratio * 1000) / 10:.1f}%"
 
 
 def machine() -> str:

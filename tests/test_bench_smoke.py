@@ -273,3 +273,11 @@ def test_ingest_phases_are_interleaved_and_merged(monkeypatch, handler_base):
     assert results["ok"].completed > 0 and results["bad"].errors == results["bad"].completed > 0
     assert 0.5 < results["ok"].duration < 1.2  # three slices of 0.2 s
     assert set(used["ok"]) == {"server", "postgres", "redis"}
+
+
+def test_a_ratio_short_of_its_target_never_prints_as_the_target():
+    from bench.common import percent
+
+    assert percent(35568 / 71145) == "49.9%"  # a batch run that printed "50%" beside MISSED
+    assert percent(0.5) == "50.0%" and percent(0.6) == "60.0%"
+    assert percent(0.59999) == "59.9%" and percent(1.0) == "100.0%" and percent(0.57) == "57.0%"
