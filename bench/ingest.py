@@ -168,7 +168,7 @@ def main(argv=None):
               f"Redis {share['redis']:.2f} ms, load client {client:.2f} ms; total {total:.2f} ms")  # fmt: skip
     if args.lean:
         lean_stored = Event.objects.filter(site=site, name=f"{run}-lean").count()
-        print(f"without DRF: {lean.rate / baseline.rate:.0%} of the bare view (the endpoint: {ratio:.0%}); "
+        print(f"without DRF: {percent(lean.rate / baseline.rate)} of the bare view (the endpoint: {percent(ratio)}); "
               f"stored {lean_stored:,} vs acknowledged {lean.statuses.get(201, 0):,}")  # fmt: skip
     if args.parts:
         stored_parts = [
@@ -178,10 +178,10 @@ def main(argv=None):
             if view.stores_rows
         ]
         print("POST /events with one part changed, as a share of the bare view: "
-              + ", ".join(f"{part} {results[part].rate / baseline.rate:.0%}" for part in PARTS)
-              + f" (the endpoint: {ratio:.0%}); " + "; ".join(stored_parts))  # fmt: skip
+              + ", ".join(f"{part} {percent(results[part].rate / baseline.rate)}" for part in PARTS)
+              + f" (the endpoint: {percent(ratio)}); " + "; ".join(stored_parts))  # fmt: skip
     if baseline_wrk:
-        print(f"cross-check: the bare view under wrk: {baseline_wrk:,.0f} req/s -> ratio {ingest.rate / baseline_wrk:.0%}")
+        print(f"cross-check: the bare view under wrk: {baseline_wrk:,.0f} req/s -> ratio {percent(ingest.rate / baseline_wrk)}")
     verdict = "equal" if stored == acknowledged else "MISMATCH"
     started_at = time.strftime("%H:%M:%S", time.gmtime(started))
     print(f"stored rows {stored:,} vs acknowledged {acknowledged:,}: {verdict} "

@@ -12,6 +12,7 @@ from accounts.keys import verify_key
 from accounts.models import Site
 from bench import generate
 from bench.client import build_request, percentile, run_load
+from bench.common import percent
 from events.models import Event, Kind
 
 
@@ -276,8 +277,6 @@ def test_ingest_phases_are_interleaved_and_merged(monkeypatch, handler_base):
 
 
 def test_a_ratio_short_of_its_target_never_prints_as_the_target():
-    from bench.common import percent
-
     assert percent(35568 / 71145) == "49.9%"  # a batch run that printed "50%" beside MISSED
     assert percent(0.5) == "50.0%" and percent(0.6) == "60.0%"
     assert percent(0.59999) == "59.9%" and percent(1.0) == "100.0%" and percent(0.57) == "57.0%"
