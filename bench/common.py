@@ -67,7 +67,18 @@ def ms(seconds: float) -> str:
 def percent(ratio: float) -> str:
     """A ratio against its target, as a percentage with one decimal, cut (not rounded) so
     that a miss never prints as the target: 0.49992 is "49.9%", not "50%"."""
-    return f"{math.floor(ratio * 1000) / 10:.1f}%"
+    return f"{math.floor(round(ratio * 1000, 6)) / 10:.1f}%"
+
+
+def ms_up(seconds: float) -> str:
+    """A latency against an upper-bound target, rounded up to 0.1 ms so that a miss never
+    prints as the target: 50.04 ms is "50.1 ms", not "50.0 ms"."""
+    return f"{math.ceil(round(seconds * 10000, 6)) / 10:.1f} ms"
+
+
+def times_up(ratio: float) -> str:
+    """A growth against an upper-bound target, rounded up to 0.01x: 1.5004 is "1.51x"."""
+    return f"{math.ceil(round(ratio * 100, 6)) / 100:.2f}x"
 
 
 def machine() -> str:

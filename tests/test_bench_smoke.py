@@ -12,7 +12,7 @@ from accounts.keys import verify_key
 from accounts.models import Site
 from bench import generate
 from bench.client import build_request, percentile, run_load
-from bench.common import percent
+from bench.common import ms_up, percent, times_up
 from events.models import Event, Kind
 
 
@@ -280,3 +280,10 @@ def test_a_ratio_short_of_its_target_never_prints_as_the_target():
     assert percent(35568 / 71145) == "49.9%"  # a batch run that printed "50%" beside MISSED
     assert percent(0.5) == "50.0%" and percent(0.6) == "60.0%"
     assert percent(0.59999) == "59.9%" and percent(1.0) == "100.0%" and percent(0.57) == "57.0%"
+    assert percent(2.01) == "201.0%" and percent(0.491) == "49.1%"  # 2.01 * 1000 is 2009.99...
+
+
+def test_a_latency_or_growth_over_its_bound_never_prints_as_the_bound():
+    assert ms_up(0.05004) == "50.1 ms" and ms_up(0.0501) == "50.1 ms"  # rounded, 50.04 read "50.0 ms"
+    assert ms_up(0.05) == "50.0 ms" and ms_up(0.0051) == "5.1 ms" and ms_up(0.0) == "0.0 ms"  # 51.00...01
+    assert times_up(1.5004) == "1.51x" and times_up(1.5) == "1.50x" and times_up(1.1) == "1.10x"  # 110.00...01
