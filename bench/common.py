@@ -60,25 +60,32 @@ def server_env(**extra) -> dict:
     return out
 
 
+def _to_places(value: float, places: int, direction) -> float:
+    """``value`` to ``places`` decimals toward ``direction`` (``math.floor`` or ``math.ceil``),
+    after rounding off the float product's last bits: 1.1 * 100 is 110.00000000000001, which
+    ``ceil`` alone would take to 111."""
+    scale = 10**places
+    return direction(round(value * scale, 6)) / scale
+
+
+# Every figure with a target prints on the side that keeps a miss a miss: latencies and growths
+# (upper bounds) rounded up, ratios (lower bounds) cut. Each figure prints the same wherever it
+# appears, so a phase line and its verdict never disagree.
+
+
 def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
+    """A latency in ms, rounded up to 0.1 ms: 50.04 ms is "50.1 ms", not "50.0 ms"."""
+    return f"{_to_places(seconds * 1000, 1, math.ceil):.1f} ms"
+
+
+def times(ratio: float) -> str:
+    """A growth, rounded up to 0.01x: 1.5004 is "1.51x", not "1.50x"."""
+    return f"{_to_places(ratio, 2, math.ceil):.2f}x"
 
 
 def percent(ratio: float) -> str:
-    """A ratio against its target, as a percentage with one decimal, cut (not rounded) so
-    that a miss never prints as the target: 0.49992 is "49.9%", not "50%"."""
-    return f"{math.floor(round(ratio * 1000, 6)) / 10:.1f}%"
-
-
-def ms_up(seconds: float) -> str:
-    """A latency against an upper-bound target, rounded up to 0.1 ms so that a miss never
-    prints as the target: 50.04 ms is "50.1 ms", not "50.0 ms"."""
-    return f"{math.ceil(round(seconds * 10000, 6)) / 10:.1f} ms"
-
-
-def times_up(ratio: float) -> str:
-    """A growth against an upper-bound target, rounded up to 0.01x: 1.5004 is "1.51x"."""
-    return f"{math.ceil(round(ratio * 100, 6)) / 100:.2f}x"
+    """A ratio as a percentage with one decimal, cut (not rounded): 0.49992 is "49.9%", not "50%"."""
+    return f"{_to_places(ratio * 100, 1, math.floor):.1f}%"
 
 
 def machine() -> str:
@@ -102,15 +109,15 @@ def commit_latency(samples: int = 50) -> float:
 
     if connection.vendor != "postgresql":
         return 0.0
-    times = []
+    durations = []
     with connection.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS bench_commit_probe_durable (x int)")
         for _ in range(samples):
             started = time.perf_counter()
             cur.execute("INSERT INTO bench_commit_probe_durable VALUES (1)")
-            times.append(time.perf_counter() - started)
+            durations.append(time.perf_counter() - started)
         cur.execute("DROP TABLE bench_commit_probe_durable")
-    return statistics.median(times)
+    return statistics.median(durations)
 
 
 def load_average() -> str:

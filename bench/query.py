@@ -33,7 +33,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from bench.client import LoadResult, build_request, median, run_load
-from bench.common import machine, ms, ms_up, server_env, times_up
+from bench.common import machine, ms, server_env, times
 from bench.servers import running_server
 
 QUERIES = [  # name, days, params, p95 target (s)
@@ -197,9 +197,9 @@ def main(argv=None):
         growth = p95s[-1] / p95s[0] if len(dbs) > 1 and p95s[0] else None
         good = p95s[-1] <= target and errors == 0 and (growth is None or growth <= TARGET_GROWTH)
         ok &= good
-        text = f"  {name:<28}" + "".join(f"{ms_up(p):>{width}}" for p in p95s)
+        text = f"  {name:<28}" + "".join(f"{ms(p):>{width}}" for p in p95s)
         if growth is not None:
-            text += f"   {times_up(growth):>6}"
+            text += f"   {times(growth):>6}"
         print(
             text
             + f"   target ≤ {ms(target)}"
