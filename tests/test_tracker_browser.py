@@ -94,6 +94,8 @@ def chromium(monkeypatch, site_server):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
+    if CHROMIUM is None:  # only under CI=true (skipped otherwise): say so, not Playwright's "playwright install"
+        pytest.fail("chromium is not installed, and CI requires it (.ci/run installs it: apt-get install chromium)")
     threads_before = threading.active_count()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
