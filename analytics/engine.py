@@ -14,7 +14,7 @@ from django.db import OperationalError, connection, transaction
 from . import buckets
 from .query import Query, QueryError
 from .scan import ALL
-from .tally import FINALIZERS, Tally
+from .tally import FINALIZERS, Tally, has_data
 
 STATEMENT_TIMEOUT_MS = getattr(settings, "ANALYTICS_STATEMENT_TIMEOUT_MS", 10_000)
 
@@ -49,8 +49,8 @@ def summarize(query: Query, tallies: dict) -> dict:
             for key in keys
         ]
     if query.breakdown is not None:
-        rows = [(value, metrics_of(query, tally)) for value, tally in per_value.items()]
-        rows = [(value, metrics) for value, metrics in rows if any(metrics.values())]  # nothing to show
+        rows = [(value, metrics_of(query, tally), tally) for value, tally in per_value.items()]
+        rows = [(value, metrics) for value, metrics, tally in rows if has_data(query.metrics, tally, metrics)]
         first = query.metrics[0]
         rows.sort(key=lambda r: (-_sort_key(r[1][first]), r[0]))
         out["breakdown"] = [{"value": value or None, **metrics} for value, metrics in rows[: query.limit]]

@@ -18,15 +18,16 @@ Semantics (the README's "Analytics API" section is the published version):
   (``analytics.rollups``); both produce the same ``Tally`` sums.
 """
 
+import json
 import re
+import string
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
-from django.db.models import CharField, F, Value
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce, Concat
+from django.db.models import CharField, F, Func, Value
+from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from accounts.models import Site
@@ -79,6 +80,60 @@ METRICS = {
 SESSION_METRICS = {name for name, m in METRICS.items() if m.scope == "session"}
 
 
+class MetadataText(Func):
+    """The text of the metadata value under ``key``; NULL when the key is missing or its value
+    is JSON null.
+
+    The key is always an object key: Django's ``KeyTextTransform`` reads a key that ``int()``
+    accepts ("2024", "-1") as an array index, so such keys matched nothing (and "-1" was a
+    JSON path error on SQLite). The text is the same on both databases: a string as is,
+    ``true``/``false``, a number as its JSON literal — PostgreSQL's jsonb prints numbers in
+    positional notation, and SQLite returns the stored literal, which
+    ``events.models.MetadataEncoder`` writes the same way."""
+
+    output_field = CharField()
+
+    def __init__(self, key: str):
+        super().__init__(F("metadata"))
+        self.key = key
+
+    def as_postgresql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"({sql} ->> %s::text)", (*params, self.key)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        path = "$." + json.dumps(self.key)  # a quoted label: never an array index
+        return (
+            f"CASE json_type({sql}, %s) WHEN 'text' THEN json_extract({sql}, %s) WHEN 'null' THEN NULL ELSE {sql} -> %s END",
+            (*params, path, *params, path, *params, path),
+        )
+
+
+class AsciiLower(Func):
+    """Text with the ASCII letters A-Z lowered and every other character kept: the ``~``
+    filter is case-insensitive for ASCII letters on both databases, whatever their locale
+    (PostgreSQL's lower()/upper() follow the database's ctype; SQLite's LIKE and lower() know
+    only ASCII)."""
+
+    output_field = CharField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"translate({sql}, %s, %s)", (*params, string.ascii_uppercase, string.ascii_lowercase)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"lower({sql})", params  # SQLite's lower() folds ASCII only
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
 @dataclass(frozen=True)
 class Dimension:
     name: str
@@ -95,7 +150,7 @@ class Dimension:
                 pieces += [part.expression(), Value(PAIR_SEPARATOR)]
             return Concat(*pieces[:-1], output_field=CharField())
         if self.metadata_key is not None:
-            return Coalesce(Cast(KeyTextTransform(self.metadata_key, "metadata"), CharField()), Value(""))
+            return Coalesce(MetadataText(self.metadata_key), Value(""))
         return F(self.column)
 
 
@@ -139,7 +194,7 @@ class Filter:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        return self.value.lower() in actual.lower()
+        return ascii_lower(self.value) in ascii_lower(actual)
 
     def __str__(self):
         escaped = self.value.replace("\\", "\\\\").replace(";", "\\;")

@@ -470,6 +470,7 @@ def _choose(query: Query, lo: datetime, hi: datetime, needed: set) -> list:
     chosen = []
     visits_wanted = bool(set(query.metrics) & SESSION_METRICS)
     days = []  # (start, end) of the chosen days, in order: hours inside them are skipped
+    hours_end = lo  # the end of the chosen hours so far: an hour of another timezone that overlaps them is skipped
     for b in sorted(rolled, key=lambda b: (b.grain != "day", b.start)):
         if visits_wanted and not b.final:
             continue
@@ -486,8 +487,9 @@ def _choose(query: Query, lo: datetime, hi: datetime, needed: set) -> list:
             days.append((b.start, b.end))
         else:
             i = bisect.bisect_right(days, (b.start, b.end))
-            if (i and days[i - 1][1] > b.start) or (i < len(days) and days[i][0] < b.end):
+            if (i and days[i - 1][1] > b.start) or (i < len(days) and days[i][0] < b.end) or b.start < hours_end:
                 continue
+            hours_end = max(hours_end, b.end)
         chosen.append(b)
     return sorted(chosen, key=lambda b: b.start)
 
@@ -544,7 +546,8 @@ def collect(query: Query, *, now: datetime | None = None) -> dict:
         elif prefix:
             qs = qs.filter(value__startswith=prefix)
         for row in qs.values(*fields).order_by():
-            if (row["grain"], row["start"]) in by_start:
+            # startswith is LIKE, which ignores ASCII case on SQLite: the prefix is checked exactly here
+            if (row["grain"], row["start"]) in by_start and row["value"].startswith(prefix):
                 yield row
 
     def bucket_key(row):
@@ -576,7 +579,8 @@ def _top_values(query: Query, dimension: str, prefix: str, chosen: list, raw: di
         if prefix:
             qs = qs.filter(value__startswith=prefix)
         for value, n in qs.values("value").annotate(n=Sum(column)).values_list("value", "n").order_by():
-            totals[value[len(prefix) :]] += n or 0
+            if value.startswith(prefix):  # exactly, as in collect's rows()
+                totals[value[len(prefix) :]] += n or 0
     for (_, value), t in raw.items():
         if value is not ALL:
             totals[value] += getattr(t, column)

@@ -8,14 +8,14 @@ the database; Python only merges the grouped rows and measures visits.
 from collections import defaultdict
 from datetime import datetime
 
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import Case, Count, F, Max, Min, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
 
 from events.models import Event, Kind
 
 from . import buckets
-from .query import SESSION_GAP, SESSION_METRICS, VISIT_WINDOW, Dimension, Filter, Query
+from .query import SESSION_GAP, SESSION_METRICS, VISIT_WINDOW, AsciiLower, Dimension, Filter, Query, ascii_lower
 from .tally import Tally
 
 ALL = ("*all*",)  # the key of rows not broken down; never equal to a string value
@@ -25,35 +25,63 @@ _MONEY_METRICS = {"revenue", "average_order_value"}
 _COUNT_METRICS = {"page_views", "events", "purchases"}
 
 
+_LOW_BITS = 32
+
+
+def _revenue_sums(**extra) -> dict:
+    """Aggregates of revenue (price × quantity) that ``revenue_total`` turns into one integer.
+
+    PostgreSQL sums bigint into numeric. SQLite's SUM of integers raises "integer overflow"
+    past 2^63, which ten purchases at the largest price and quantity reach; there the high and
+    low 32 bits of each amount (at most 10^18) are summed apart and joined in Python."""
+    amount = F("price") * Coalesce("quantity", Value(1))
+    if connection.vendor == "sqlite":
+        return {
+            "rev_high": Sum(amount.bitrightshift(_LOW_BITS), **extra),
+            "rev_low": Sum(amount.bitand((1 << _LOW_BITS) - 1), **extra),
+        }
+    return {"rev": Sum(amount, **extra)}
+
+
+def revenue_total(sums) -> int:
+    """The revenue of ``_revenue_sums``' values, in their order."""
+    if len(sums) == 2:
+        high, low = sums
+        return ((high or 0) << _LOW_BITS) + (low or 0)
+    return int(sums[0] or 0)  # PostgreSQL: a Decimal
+
+
+def _filter_alias(f: Filter):
+    """The expression a filter tests: the dimension's value, ASCII-lowered for ``~``."""
+    return AsciiLower(f.dimension.expression()) if f.op == "~" else f.dimension.expression()
+
+
+def _filter_q(alias: str, f: Filter) -> Q:
+    if f.op == "~":  # contains, case-insensitive for ASCII letters (both sides lowered)
+        return Q(**{f"{alias}__contains": ascii_lower(f.value)})
+    part = Q(**{alias: f.value})
+    return ~part if f.op == "!=" else part
+
+
 def filter_events(qs, filters: tuple[Filter, ...]):
     """Apply event filters; each dimension value is aliased so metadata keys stay parameters."""
-    for i, f in enumerate(filters):
-        alias = f"_f{i}"
-        qs = qs.alias(**{alias: f.dimension.expression()})
-        if f.op == "==":
-            qs = qs.filter(**{alias: f.value})
-        elif f.op == "!=":
-            qs = qs.exclude(**{alias: f.value})
-        else:
-            qs = qs.filter(**{f"{alias}__icontains": f.value})
-    return qs
+    qs = _with_filter_aliases(qs, filters)
+    q = match_q(filters)
+    return qs if q is None else qs.filter(q)
 
 
 def match_q(filters: tuple[Filter, ...]) -> Q | None:
     """The event filters as one Q over aliases ``_f<i>`` (see ``_with_filter_aliases``)."""
     q = None
     for i, f in enumerate(filters):
-        alias = f"_f{i}"
-        part = Q(**{alias: f.value}) if f.op != "~" else Q(**{f"{alias}__icontains": f.value})
-        if f.op == "!=":
-            part = ~part
+        part = _filter_q(f"_f{i}", f)
         q = part if q is None else q & part
     return q
 
 
 def _with_filter_aliases(qs, filters):
     for i, f in enumerate(filters):
-        qs = qs.alias(**{f"_f{i}": f.dimension.expression()})
+        qs = qs.alias(**{f"_f{i}": _filter_alias(f)})
     return qs
 
 
@@ -120,15 +148,12 @@ def _scan_events(query, start, end, grain, dim, wanted, tallies):
             t.events += row["ev"]
             t.purchases += row["pu"]
     if wanted & _MONEY_METRICS:
-        rows = (
-            qs.filter(kind=Kind.PURCHASE)
-            .values(*keys, "currency")
-            .annotate(rev=Sum(F("price") * Coalesce("quantity", Value(1))), n=Count("id"))
-        )
+        sums = _revenue_sums()
+        rows = qs.filter(kind=Kind.PURCHASE).values(*keys, "currency").annotate(**sums, n=Count("id"))
         for row in rows.order_by():
             t = tallies[_key(row, grain, dim)]
             cur = row["currency"]
-            t.revenue[cur] = t.revenue.get(cur, 0) + int(row["rev"] or 0)
+            t.revenue[cur] = t.revenue.get(cur, 0) + revenue_total([row[k] for k in sums])
             t.orders[cur] = t.orders.get(cur, 0) + row["n"]
 
 
@@ -259,7 +284,7 @@ def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) 
         "pv": Count("id", filter=Q(kind=Kind.PAGEVIEW)),
         "ev": Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])),
         "pu": Count("id", filter=Q(kind=Kind.PURCHASE)),
-        "rev": Sum(F("price") * Coalesce("quantity", Value(1)), filter=Q(kind=Kind.PURCHASE)),
+        **_revenue_sums(filter=Q(kind=Kind.PURCHASE)),
     }
     for dimension in [None, *dimensions]:
         if dimension is not None and dimension.scope == "session":
@@ -271,14 +296,14 @@ def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) 
         name = None if dimension is None else dimension.name
         for row in _raw_rows(qs.values_list(*keys).annotate(**counts).order_by()):
             inside, visitor, session, currency, *rest = row
-            value, (pv, ev, pu, rev) = (ALL, rest) if name is None else ((name, rest[0]), rest[1:])
+            value, (pv, ev, pu, *rev) = (ALL, rest) if name is None else ((name, rest[0]), rest[1:])
             if inside:
                 t = tallies[None, value]
                 t.page_views += pv
                 t.events += ev
                 if pu:
                     t.purchases += pu
-                    t.revenue[currency] = t.revenue.get(currency, 0) + int(rev or 0)  # PostgreSQL sums to numeric
+                    t.revenue[currency] = t.revenue.get(currency, 0) + revenue_total(rev)
                     t.orders[currency] = t.orders.get(currency, 0) + pu
                 if visitor is not None:
                     t.visitors.add(visitor)

@@ -68,3 +68,18 @@ FINALIZERS = {
     "average_order_value": _aov,
     "conversion_rate": lambda t: ratio(t.buyers.count(), t.visitors.count(), 100),
 }
+
+# Rate metric → its denominator: a rate of 0 over a non-empty denominator is a measurement
+# (a page nobody bounced from), not an empty breakdown row.
+DENOMINATORS = {
+    "bounce_rate": lambda t: t.visits,
+    "visit_duration": lambda t: t.visits,
+    "views_per_visit": lambda t: t.visits,
+    "conversion_rate": lambda t: t.visitors.count(),
+}
+
+
+def has_data(metrics: tuple, tally: Tally, values: dict) -> bool:
+    """Whether a breakdown row has anything to show: a requested metric with a non-zero value,
+    or a requested rate with a non-zero denominator."""
+    return any(values.values()) or any(DENOMINATORS[m](tally) for m in metrics if m in DENOMINATORS)

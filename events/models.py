@@ -1,7 +1,32 @@
+import json
+from decimal import Decimal
+
 from django.db import models
 from django.utils import timezone
 
 from accounts.models import Site
+
+
+def _positional(number: float) -> str:
+    """A float as PostgreSQL's jsonb prints it: positional notation, no negative zero."""
+    if number == 0:
+        return "0.0"
+    text = repr(number)
+    return format(Decimal(text), "f") if "e" in text else text
+
+
+class MetadataEncoder(json.JSONEncoder):
+    """Metadata as JSON with every float in positional notation (1e-07 → 0.0000001, 1e+20 →
+    100000000000000000000), as PostgreSQL's jsonb stores it. Analytics compare metadata values
+    as text, and on SQLite that text is the stored literal (``analytics.query.MetadataText``),
+    so both databases answer the same. Metadata is flat (``events.serializers``)."""
+
+    def encode(self, o):
+        if isinstance(o, dict) and any(type(v) is float for v in o.values()):
+            encode = super().encode
+            items = (f"{encode(k)}: {_positional(v) if type(v) is float else encode(v)}" for k, v in o.items())
+            return "{" + ", ".join(items) + "}"
+        return super().encode(o)
 
 
 class Kind(models.IntegerChoices):
@@ -43,7 +68,7 @@ class Event(models.Model):
     browser = models.CharField(max_length=50, blank=True, default="")
     os = models.CharField(max_length=50, blank=True, default="")
     device = models.CharField(max_length=10, blank=True, default="")
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True, encoder=MetadataEncoder)
     # Purchases: price per unit in minor units of ``currency`` (ISO 4217, upper case).
     price = models.BigIntegerField(null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True, default="")

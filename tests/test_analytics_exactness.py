@@ -11,6 +11,7 @@ path, the raw path and their seams are all checked.
 
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,12 +27,13 @@ from tests.conftest import Api
 VISIT_WINDOW = timedelta(hours=2)
 BASE = datetime(2024, 3, 30, 12, tzinfo=UTC)
 TIMEZONES = ["UTC", "Europe/Berlin", "Asia/Kolkata"]
-PATHS = ["/", "/a", "/b;c", "/Pricing"]
+PATHS = ["/", "/a", "/b;c", "/Pricing", "/Élan"]
 COUNTRIES = ["DE", "FR", ""]
 SOURCES = ["", "Google", "news letter"]
 CURRENCIES = ["USD", "EUR", "JPY"]
-PLANS = ["free", "pro", 3]
-DIMENSIONS = ["page", "country", "source", "event_name", "currency", "product_name", "metadata.plan", "entry_page", "exit_page"]
+PLANS = ["free", "pro", 3, None, True, 1e-07]
+DIMENSIONS = ["page", "country", "source", "event_name", "currency", "product_name", "metadata.plan", "metadata.2024",
+              "entry_page", "exit_page"]  # fmt: skip
 METRICS = [
     "page_views", "unique_visitors", "events", "visits", "bounce_rate", "visit_duration",
     "views_per_visit", "purchases", "revenue", "average_order_value", "conversion_rate",
@@ -70,8 +72,8 @@ def visit(draw):
                      source=draw(st.sampled_from(SOURCES)))  # fmt: skip
         elif kind == 2:
             e.update(
-                name=draw(st.sampled_from(["signup", "download"])),
-                metadata=draw(st.sampled_from([{}, *({"plan": p} for p in PLANS)])),
+                name=draw(st.sampled_from(["signup", "Signup", "download"])),
+                metadata=draw(st.sampled_from([{}, *({"plan": p} for p in PLANS), {"2024": "x"}])),
             )
         else:
             e.update(name="purchase", price=draw(st.integers(0, 5000)), currency=draw(st.sampled_from(CURRENCIES)),
@@ -91,7 +93,7 @@ def query(draw):
     for _ in range(n_filters):
         dim = draw(st.sampled_from(DIMENSIONS))
         op = draw(st.sampled_from(["==", "!=", "~"]))
-        value = draw(st.sampled_from([*PATHS, *COUNTRIES, "pro", "3", "goo", "b;", "USD", "signup"]))
+        value = draw(st.sampled_from([*PATHS, *COUNTRIES, "de", "pro", "3", "goo", "b;", "USD", "signup", "élan", "x"]))
         filters.append((dim, op, value))
     session_dims = {"entry_page", "exit_page"}
     if breakdown in session_dims or any(f[0] in session_dims for f in filters):
@@ -125,9 +127,25 @@ def _value(row, dim):
     if dim == "event_name":
         return row.name
     if dim.startswith("metadata."):
-        v = row.metadata.get(dim[len("metadata.") :])
-        return "" if v is None else str(v)
+        return _text(row.metadata.get(dim[len("metadata.") :]))
     return getattr(row, dim)
+
+
+def _text(v):
+    """A metadata value as text: null is empty, booleans true/false, numbers positional."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v == 0:
+        return "0.0"  # no negative zero
+    if isinstance(v, float):
+        return format(Decimal(repr(v)), "f")  # 1e-07 → 0.0000001
+    return str(v)
+
+
+def _fold(text):  # ASCII letters only
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
 
 
 def _matches(actual, op, value):
@@ -135,7 +153,7 @@ def _matches(actual, op, value):
         return actual == value
     if op == "!=":
         return actual != value
-    return value.lower() in actual.lower()
+    return _fold(value) in _fold(actual)
 
 
 def _bucket(t, interval, tz):
@@ -278,7 +296,11 @@ def brute_force(site, params, filters, metrics, breakdown, interval):
     if breakdown:
         first_metric = metrics[0]
         rows_out = [(val, _finish(acc, metrics)) for val, acc in values.items()]
-        rows_out = [(val, ms) for val, ms in rows_out if any(ms.values())]  # rows with nothing to show are left out
+        # rows with nothing to show are left out: no non-zero metric and no rate over a non-empty denominator
+        bases = {"bounce_rate": "visits", "visit_duration": "visits", "views_per_visit": "visits",
+                 "conversion_rate": "visitors"}  # fmt: skip
+        rates = [bases[m] for m in metrics if m in bases]
+        rows_out = [(val, ms) for val, ms in rows_out if any(ms.values()) or any(len(values[val][r]) for r in rates)]
 
         def key(item):
             m = item[1][first_metric]

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from analytics import rollups
 from analytics.models import RolledBucket, Rollup
 from analytics.query import parse_query
-from analytics.scan import scan
+from analytics.scan import ALL, scan
 from events.models import Event
 
 DAY = datetime(2024, 1, 10, tzinfo=UTC)
@@ -65,6 +65,27 @@ def _finished(query, tallies):
     from analytics.engine import summarize
 
     return summarize(query, tallies)
+
+
+def test_hours_of_a_former_site_timezone_are_not_counted_twice(api, cast, monkeypatch):
+    # After a site moves from UTC to Asia/Kathmandu (+05:45), its UTC hours stay until the timer
+    # runs, and the hours queries roll up themselves start at :15 past: a query chose both.
+    now = DAY + timedelta(hours=12, minutes=30)
+    for h in range(12):
+        Event.objects.create(site=cast.site, kind=1, name="pageview", occurred_at=DAY + timedelta(hours=h, minutes=40), path="/")
+    rollups.refresh(now=now, site=cast.site)  # the timer: the UTC hours of the day
+    cast.site.timezone = "Asia/Kathmandu"
+    cast.site.save()
+    params = {"start_date": "2024-01-10", "end_date": "2024-01-10", "metrics": "page_views", "timezone": "UTC"}
+    for _ in range(6):  # queries, a minute apart, each rolling up due Kathmandu hours in its range
+        rollups._prepared.clear()
+        rollups.prepare(parse_query({"start_date": "2024-01-10", "end_date": "2024-01-10"}, site=cast.site, now=now), now=now)
+    assert RolledBucket.objects.filter(site=cast.site, grain="hour", timezone="Asia/Kathmandu").count() >= 6
+    monkeypatch.setattr(rollups, "prepare", lambda query, now=None: None)
+    for interval in (None, "hour", "day"):
+        query = parse_query({**params, **({"interval": interval} if interval else {})}, site=cast.site, now=now)
+        tallies = rollups.collect(query, now=now)
+        assert sum(t.page_views for (_, value), t in tallies.items() if value is ALL) == 12
 
 
 def test_rollup_command_rolls_up_and_rebuilds(cast, capsys):
