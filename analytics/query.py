@@ -103,6 +103,11 @@ class MetadataText(Func):
 
     def as_sqlite(self, compiler, connection, **extra):
         sql, params = compiler.compile(self.source_expressions[0])
+        if '"' in self.key:  # a JSON path label cannot hold '"': find the key with json_each
+            # (a float under such a key reads as SQLite prints a REAL, not its stored literal)
+            text = "CASE j.type WHEN 'null' THEN NULL WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+            text += "ELSE CAST(j.value AS TEXT) END"
+            return f"(SELECT {text} FROM json_each({sql}) AS j WHERE j.key = %s)", (*params, self.key)
         path = "$." + json.dumps(self.key)  # a quoted label: never an array index
         return (
             f"CASE json_type({sql}, %s) WHEN 'text' THEN json_extract({sql}, %s) WHEN 'null' THEN NULL ELSE {sql} -> %s END",
@@ -178,7 +183,7 @@ DIMENSIONS = {
     ]
 }
 METADATA_PREFIX = "metadata."
-_METADATA_KEY = re.compile(r"[^=!~;,\\]{1,100}")
+_METADATA_KEY = re.compile(r"[^=!~;,\\\x00]{1,100}")  # no NUL: PostgreSQL text cannot hold it
 OPERATORS = ("==", "!=", "~")
 
 
@@ -267,6 +272,10 @@ def local_day_range(start: date, end: date, tz: ZoneInfo) -> tuple[datetime, dat
     return lo, hi
 
 
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits: str.isdigit() also takes '²' and '①', which int() refuses
+
+
 @cache
 def _timezones() -> frozenset:
     return frozenset(available_timezones())
@@ -277,7 +286,7 @@ def _parse_date(params, name):
     if raw is None or raw == "":
         return None
     try:
-        if len(raw) != 10:
+        if not _DATE.fullmatch(raw):  # fromisoformat also takes week dates (2024-W01-1)
             raise ValueError
         return date.fromisoformat(raw)
     except ValueError:
@@ -305,7 +314,7 @@ def parse_dimension(raw: str, param: str) -> Dimension:
         key = raw[len(METADATA_PREFIX) :]
         if _METADATA_KEY.fullmatch(key):
             return Dimension(raw, None, metadata_key=key)
-        raise QueryError(param, "A metadata key must be 1 to 100 characters without = ! ~ ; , or \\")
+        raise QueryError(param, "A metadata key must be 1 to 100 characters without = ! ~ ; , \\ or NUL")
     choices = ", ".join([*DIMENSIONS, "metadata.<key>"])
     raise QueryError(param, f"Unknown dimension {raw[:60]!r}; choose from {choices}")
 
@@ -328,7 +337,7 @@ def _split_unescaped(raw: str) -> list[str]:
     return parts
 
 
-_FILTER = re.compile(r"(?P<dim>[a-z_]+|metadata\.[^=!~;,\\]{1,100}?)(?P<op>==|!=|~)(?P<value>.*)", re.DOTALL)
+_FILTER = re.compile(r"(?P<dim>[a-z_]+|metadata\.[^=!~;,\\\x00]{1,100}?)(?P<op>==|!=|~)(?P<value>.*)", re.DOTALL)
 
 
 def _parse_filters(params) -> tuple[Filter, ...]:
@@ -344,6 +353,8 @@ def _parse_filters(params) -> tuple[Filter, ...]:
         dimension = parse_dimension(match["dim"], "filters")
         if len(match["value"]) > 2000:
             raise QueryError("filters", "A filter value must be at most 2000 characters")
+        if "\x00" in match["value"]:
+            raise QueryError("filters", "A filter value cannot contain a NUL character")
         out.append(Filter(dimension, match["op"], match["value"]))
     if len(out) > MAX_FILTERS:
         raise QueryError("filters", f"At most {MAX_FILTERS} filters")
@@ -385,7 +396,7 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
     limit = DEFAULT_LIMIT
     if params.get("limit") not in (None, ""):
         raw = params["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
             raise QueryError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
         limit = int(raw)
 

@@ -15,6 +15,7 @@ dropped, so the answer never reveals whether a site exists.
 5. ``hostname``  — the page host is the site's domain or a subdomain   (HOSTNAME_MISMATCH)
 6. ``store``     — source, UTM, browser/OS/device, country; the visitor hash from the daily
    salt; the session; one INSERT. The IP is used for the country and the hash, then dropped.
+   A value the database refuses drops the hit                            (INVALID)
 
 Drops are logged at INFO on ``infinity.collector`` (reason and domain, never the IP) and
 counted per process in ``DROP_COUNTS``.
@@ -32,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
+from django.db import DataError
 from django.http import HttpResponse, HttpResponseNotModified
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -68,6 +70,7 @@ class DropReason(enum.StrEnum):
     REFERRER_SPAM = "REFERRER_SPAM"
     UNKNOWN_SITE = "UNKNOWN_SITE"
     HOSTNAME_MISMATCH = "HOSTNAME_MISMATCH"
+    INVALID = "INVALID"  # a value the database refused (a DataError): dropped, so the answer stays 202
 
 
 DROP_COUNTS: Counter = Counter()
@@ -252,11 +255,14 @@ def collect(hit: Hit, *, now: datetime | None = None) -> Outcome:
         referrer_host = _referrer(hit)
         site_id, site_domain = _site(hit)
         _check_hostname(page, site_domain)
+        try:
+            event_id = _store(hit, page=page, referrer_host=referrer_host, site_id=site_id, site_domain=site_domain, now=now)
+        except DataError:  # like an unknown site, a refused value must not show in the answer
+            raise Dropped(DropReason.INVALID) from None
     except Dropped as drop:
         DROP_COUNTS[drop.reason] += 1
         logger.info("collector dropped a hit: reason=%s domain=%.100s", drop.reason, hit.domain)
         return Outcome(dropped=drop.reason)
-    event_id = _store(hit, page=page, referrer_host=referrer_host, site_id=site_id, site_domain=site_domain, now=now)
     return Outcome(event_id=event_id)
 
 

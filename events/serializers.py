@@ -6,6 +6,7 @@ only; timestamp no more than 1 hour in the future; price 0…10^12 minor units; 
 1…1,000,000; product name ≤ 200 characters.
 """
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -32,7 +33,17 @@ fail = serializers.ValidationError
 
 
 @extend_schema_field(OpenApiTypes.INT64)
-class StrictIntegerField(serializers.Field):
+class _NullMeansAbsent:
+    """JSON null for an optional field is the same as leaving the field out (DRF answered
+    "This field may not be null.", naming no field)."""
+
+    def validate_empty_values(self, data):
+        if data is None and not self.required:
+            return True, self.get_default()
+        return super().validate_empty_values(data)
+
+
+class StrictIntegerField(_NullMeansAbsent, serializers.Field):
     """A JSON integer (not a float, string or boolean) within bounds."""
 
     def __init__(self, *, label, min_value, max_value, hint="", **kwargs):
@@ -52,12 +63,18 @@ class StrictIntegerField(serializers.Field):
         return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 @extend_schema_field(OpenApiTypes.STR)
 class NameField(serializers.Field):
-    """A non-empty string of at most ``max_length`` characters, stripped."""
+    """A non-empty string of at most ``max_length`` characters, stripped; with ``single_line``
+    (names), no control characters: a name is a label, and U+001F in an event name would be
+    taken for the separator of the ``event_name|metadata.<key>`` rollups."""
 
-    def __init__(self, *, label, max_length, **kwargs):
+    def __init__(self, *, label, max_length, single_line=True, **kwargs):
         self.max_length = max_length
+        self.single_line = single_line
         kwargs.setdefault("error_messages", {"required": f"{label} is required", "null": f"{label} is required"})
         super().__init__(label=label, **kwargs)
 
@@ -72,6 +89,8 @@ class NameField(serializers.Field):
             raise fail(f"{self.label} is required" if self.required else f"{self.label} must not be empty")
         if len(text) > self.max_length:
             raise fail(f"{self.label} must be at most {self.max_length} characters")
+        if self.single_line and _CONTROL.search(text):
+            raise fail(f"{self.label} must not contain control characters (tab, line break, U+0000-U+001F, U+007F)")
         return text
 
     def to_representation(self, value):
@@ -121,12 +140,10 @@ class TimestampField(serializers.Field):
         },
     }
 )
-class MetadataField(serializers.Field):
+class MetadataField(_NullMeansAbsent, serializers.Field):
     """A flat JSON object of scalar values (string, number, boolean, null)."""
 
     def to_internal_value(self, data):
-        if data is None:
-            return {}
         if not isinstance(data, dict):
             raise fail("metadata must be a JSON object")
         if len(data) > MAX_METADATA_KEYS:
@@ -222,7 +239,9 @@ class BoundValidator:
 
 class _CommonIn(serializers.Serializer):
     metadata = MetadataField(required=False, default=dict)
-    visitor_id = NameField(label="visitor_id", max_length=MAX_VISITOR_ID, required=False, allow_null=True, default=None)
+    visitor_id = NameField(
+        label="visitor_id", max_length=MAX_VISITOR_ID, single_line=False, required=False, allow_null=True, default=None
+    )
     timestamp = TimestampField(required=False, allow_null=True, default=None)
 
     def to_internal_value(self, data):
@@ -274,7 +293,7 @@ class BatchIn(serializers.Serializer):
     """``{"events": [item, …]}`` with 1…500 items; see BatchItemField."""
 
     events = serializers.ListField(
-        child=BatchItemField(),
+        child=BatchItemField(allow_null=True),  # a null item is an item error, like any other non-object
         min_length=1,
         max_length=MAX_BATCH_ITEMS,
         error_messages={

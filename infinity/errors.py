@@ -30,8 +30,15 @@ _CODES = {
 }
 
 _MESSAGES = {
+    400: "Bad request",
     401: "Invalid or missing API key",
+    403: "Forbidden",
     404: "Not found",
+    405: "Method not allowed here",
+    406: "Not acceptable: this endpoint answers application/json",
+    413: "Request body too large",
+    415: "Unsupported media type: send application/json",
+    429: "Rate limit exceeded",
     500: "Internal server error",
     503: "Service temporarily unavailable",
 }
@@ -70,9 +77,18 @@ class ServiceUnavailable(exceptions.APIException):
 
 
 def api_exception_handler(exc, context):
-    from django.db import DatabaseError
+    from django.core.exceptions import PermissionDenied
+    from django.db import DatabaseError, DataError
+    from django.http import Http404
 
     headers = {}
+    if isinstance(exc, Http404):  # as DRF's own handler does (e.g. /schema?format=xml)
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, DataError):  # a value the database refuses is bad input, not an outage
+        logger.warning("value refused by the database on %s: %s", context["request"].path, exc)
+        return Response(envelope(400, "A value in the request cannot be stored or compared"), status=400)
     if isinstance(exc, DatabaseError):
         logger.exception("database error on %s", context["request"].path)
         exc = ServiceUnavailable()

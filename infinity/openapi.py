@@ -3,6 +3,7 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import serializers
 
 
@@ -62,3 +63,19 @@ RATE_LIMIT_HEADERS = [
     OpenApiParameter("Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[429, 503],
                      description="Seconds to wait before retrying"),
 ]  # fmt: skip
+
+
+class SchemaView(SpectacularAPIView):
+    """``/api/v1/schema``. There is one API version, so ``?version=`` is ignored: drf-spectacular
+    copied it into the Content-Disposition header, where a NUL made gunicorn answer with its
+    own HTML 500."""
+
+    def _get_version_parameter(self, request):
+        return None
+
+
+class DocsView(SpectacularSwaggerView):
+    """``/api/v1/docs``. No OPTIONS: DRF's metadata answer went through the page's template
+    renderer and failed (a 500); it is a 405 like any other method the page does not take."""
+
+    metadata_class = None

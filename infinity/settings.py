@@ -61,6 +61,12 @@ def database_from_url(url):
             options["prepare_threshold"] = None if threshold.lower() == "none" else int(threshold)
         except ValueError:
             raise ImproperlyConfigured(f"DATABASE_URL prepare_threshold must be an integer or none, got {threshold!r}") from None
+        # A 201 promises a durable row: commits wait for the WAL flush whatever the server's
+        # default (a later -c wins, so this holds over one in the URL's ?options=).
+        options["options"] = f"{options.get('options', '')} -c synchronous_commit=on".strip()
+        # A server that accepts the connection and never answers (frozen, overloaded) fails the
+        # request with a 503 after this many seconds instead of holding a thread for minutes.
+        options.setdefault("connect_timeout", "5")
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")) or "postgres",

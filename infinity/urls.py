@@ -1,12 +1,12 @@
 from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from analytics.views import AnalyticsView
 from events.batch import BatchView
 from events.collector import CollectorView, tracking_script
 from events.views import EventView, PurchaseView
+from infinity.openapi import DocsView, SchemaView
 
 api = [
     path("events", EventView.as_view(), name="events"),
@@ -14,8 +14,8 @@ api = [
     path("events/batch", BatchView.as_view(), name="events-batch"),
     path("analytics", AnalyticsView.as_view(), name="analytics"),
     path("collect", CollectorView.as_view(), name="collect"),
-    path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("schema", SchemaView.as_view(), name="schema"),
+    path("docs", DocsView.as_view(url_name="schema"), name="docs"),
 ]
 
 urlpatterns = [

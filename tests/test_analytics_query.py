@@ -36,6 +36,13 @@ def _event(site, when, kind=1, **fields):
         ({"start_date": "9999-12-30"}, "start_date"),
         ({"breakdown": "entry_page", "metrics": "page_views"}, "metrics"),
         ({"filters": "exit_page==/", "metrics": "visits,revenue"}, "metrics"),
+        ({"breakdown": "page", "limit": "²"}, "limit"),  # str.isdigit() took it, then int() failed: a 500
+        ({"breakdown": "page", "limit": "①"}, "limit"),
+        ({"start_date": "2024-W01-1"}, "start_date"),  # a week date: not YYYY-MM-DD
+        ({"filters": "page==/a\x00"}, "filters"),  # NUL: PostgreSQL refused it, a 503
+        ({"filters": "page~\x00"}, "filters"),
+        ({"filters": "metadata.\x00==x"}, "filters"),
+        ({"breakdown": "metadata.a\x00b"}, "breakdown"),
     ],
 )
 def test_invalid_query_is_a_400_naming_the_parameter(api, params, field):

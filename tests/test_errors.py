@@ -182,3 +182,48 @@ def test_bad_host_is_400_envelope(anon):
 )
 def test_allow_header_lists_the_methods_of_the_endpoint(api, method, path, allow):
     assert getattr(api, method)(path, {})["Allow"] == allow
+
+
+@pytest.mark.parametrize("levels, status", [(32, 201), (33, 400)])
+@pytest.mark.parametrize("escape", [False, True], ids=["plain", "with a \\u escape"])
+def test_nesting_limit_is_32_levels_with_or_without_escapes(api, levels, status, escape):
+    # The body is the first level; the check took another path when the text held a \u escape
+    # and counted the innermost string as a level there: 33 levels passed without escapes only.
+    inner = '"\\u0041"' if escape else '"A"'
+    raw = '{"event_name": "deep", "extra": ' + "[" * (levels - 1) + inner + "]" * (levels - 1) + "}"
+    response = api.post(EVENT, raw=raw)
+    assert response.status_code == status, response.content
+    if status == 400:
+        assert "nested deeper than 32 levels" in envelope(response, 400)["message"]
+
+
+def test_an_integer_of_too_many_digits_is_a_plain_400(api):
+    error = envelope(api.post(EVENT, raw='{"event_name": "e", "metadata": {"x": ' + "9" * 5000 + "}}"), 400)
+    assert "too many digits" in error["message"] and "sys." not in error["message"]
+
+
+def test_schema_ignores_a_version_parameter(anon):
+    # drf-spectacular copied ?version= into Content-Disposition: with a NUL there gunicorn
+    # refused the header and answered with its own HTML 500.
+    response = anon.get("/api/v1/schema", {"version": "a\x00b"})
+    assert response.status_code == 200
+    assert "(" not in response["Content-Disposition"]  # the filename names no version
+
+
+def test_schema_in_an_unknown_format_is_a_404_envelope(anon):
+    envelope(anon.get("/api/v1/schema", {"format": "xml"}), 404)  # Django's Http404 was a 500
+
+
+def test_options_on_the_docs_page_is_a_405_envelope(anon):
+    envelope(anon.client.options("/api/v1/docs"), 405)  # DRF's metadata through the page's template renderer: a 500
+
+
+def test_a_value_the_database_refuses_is_a_400_not_an_outage():
+    from django.db import DataError
+    from rest_framework.test import APIRequestFactory
+
+    from infinity.errors import api_exception_handler
+
+    request = APIRequestFactory().get("/api/v1/analytics")
+    response = api_exception_handler(DataError("value out of range"), {"request": request})
+    assert response.status_code == 400 and response.data["error"]["code"] == "INVALID_REQUEST"

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connections
+from django.db import IntegrityError, connection, connections
 from django.utils import timezone
 
 from events.groupcommit import GroupWriter
@@ -172,3 +172,29 @@ def test_a_tracker_row_joins_the_session_of_its_earlier_visitor_id_in_a_shared_w
     assert (stored[hit_id].visitor, stored[hit_id].session) == (111, before.session)
     assert stored[api_id].visitor == 222 and stored[api_id].session not in (None, before.session)
     assert stored[stranger_id].visitor == 444 and stored[stranger_id].session not in (None, before.session)
+
+
+def test_database_url_sets_a_connect_timeout_and_durable_commits():
+    from infinity.settings import database_from_url
+
+    options = database_from_url("postgres://u@h:5432/db")["OPTIONS"]
+    assert options["connect_timeout"] == "5" and options["options"] == "-c synchronous_commit=on"
+    options = database_from_url("postgres://u@h:5432/db?connect_timeout=2&options=-c%20work_mem%3D8MB")["OPTIONS"]
+    assert options["connect_timeout"] == "2" and options["options"] == "-c work_mem=8MB -c synchronous_commit=on"
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's synchronous_commit")
+def test_commits_wait_for_the_wal_flush_whatever_the_database_default(transactional_db):
+    # A 201 promises a durable row: a server or database default of synchronous_commit=off
+    # would acknowledge before the WAL is flushed.
+    name = connection.settings_dict["NAME"]
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    try:
+        connection.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{name}" RESET synchronous_commit')

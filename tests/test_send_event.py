@@ -175,3 +175,21 @@ def test_invalid_purchase_is_invalid_request(api, body, field, message):
 def test_price_and_quantity_bounds_are_inclusive(api):
     body = {**VALID_PURCHASE, "price": 10**12, "quantity": 1_000_000}
     assert api.post(PURCHASE, body).status_code == 201
+
+
+@pytest.mark.parametrize("name", ["a\x1fb", "sign\tup", "sign\nup", "a\x7f"])
+@pytest.mark.parametrize("path, field", [(EVENT, "event_name"), (PURCHASE, "product_name")])
+def test_a_name_with_a_control_character_is_a_400(api, name, path, field):
+    # U+001F in an event name was taken for the separator of the event_name|metadata rollups.
+    body = {"event_name": name} if field == "event_name" else {"price": 1, "currency": "USD", "product_name": name}
+    response = api.post(path, body)
+    assert response.status_code == 400, response.content
+    assert "control characters" in response.json()["error"]["message"]
+    assert response.json()["error"]["field"] == field
+
+
+def test_null_for_an_optional_field_means_absent(api):
+    event = stored(api.post(EVENT, {"event_name": "e", "metadata": None, "visitor_id": None, "timestamp": None}))
+    assert event.metadata == {} and event.visitor is None
+    purchase = stored(api.post(PURCHASE, {"price": 5, "currency": "USD", "product_name": "p", "quantity": None}))
+    assert purchase.quantity == 1
