@@ -92,8 +92,10 @@ def sqlite_database(path):
         "NAME": str(path),
         "OPTIONS": {
             # WAL lets readers and one writer work across processes; IMMEDIATE takes
-            # the write lock up front so concurrent writers wait instead of failing.
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            # the write lock up front so concurrent writers wait instead of failing. FULL: a
+            # commit reaches the disk before the 201 (NORMAL survives a crash of the process but
+            # not of the machine; it measured 409-411 against 338-346 events/s, bench ingest on SQLite).
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         },
