@@ -6,6 +6,7 @@ Django's own 400/403/404 pages and unhandled exceptions — is rewritten into th
 """
 
 import logging
+import time
 
 from django.http import JsonResponse
 from rest_framework import exceptions
@@ -76,6 +77,20 @@ class ServiceUnavailable(exceptions.APIException):
     default_code = "service_unavailable"
 
 
+TRACEBACK_EVERY = 60.0  # seconds: an outage fails every request, and each traceback is ~5 KB of log
+_last_traceback = [float("-inf")]
+
+
+def _log_database_error(path, exc):
+    """One line per failed request; the traceback at most once a minute per process."""
+    now = time.monotonic()
+    if now - _last_traceback[0] >= TRACEBACK_EVERY:
+        _last_traceback[0] = now
+        logger.error("database error on %s (next traceback in %d s at the earliest)", path, TRACEBACK_EVERY, exc_info=exc)
+    else:
+        logger.error("database error on %s: %s", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
 def api_exception_handler(exc, context):
     from django.core.exceptions import PermissionDenied
     from django.db import DatabaseError, DataError
@@ -90,7 +105,7 @@ def api_exception_handler(exc, context):
         logger.warning("value refused by the database on %s: %s", context["request"].path, exc)
         return Response(envelope(400, "A value in the request cannot be stored or compared"), status=400)
     if isinstance(exc, DatabaseError):
-        logger.exception("database error on %s", context["request"].path)
+        _log_database_error(context["request"].path, exc)
         exc = ServiceUnavailable()
         headers["Retry-After"] = "5"
     if isinstance(exc, exceptions.ValidationError):

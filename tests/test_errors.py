@@ -227,3 +227,42 @@ def test_a_value_the_database_refuses_is_a_400_not_an_outage():
     request = APIRequestFactory().get("/api/v1/analytics")
     response = api_exception_handler(DataError("value out of range"), {"request": request})
     assert response.status_code == 400 and response.data["error"]["code"] == "INVALID_REQUEST"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_body_is_read_over_real_http(cast):
+    # Without a Content-Length Django read a chunked body as empty: "Event name is required".
+    import http.client
+    from urllib.parse import urlsplit
+
+    from tests.servers import gunicorn_servers
+
+    with gunicorn_servers(1) as (url,):
+        parts = urlsplit(url)
+        for body, status in [(b'{"event_name": "chunked"}', 201), (b'{"event_name": "' + b"x" * 40_000 + b'"}', 413)]:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            chunks = iter([body[: len(body) // 2], body[len(body) // 2 :]])
+            headers = {"Authorization": f"Bearer {cast.key}", "Content-Type": "application/json"}
+            conn.request("POST", EVENT, chunks, headers, encode_chunked=True)
+            response = conn.getresponse()
+            assert response.status == status, response.read()[:200]
+            conn.close()
+    assert Event.objects.filter(name="chunked").count() == 1
+
+
+def test_an_outage_logs_one_traceback_a_minute_and_a_line_per_request(caplog, monkeypatch):
+    # A fault-injection run logged a ~5 KB traceback for each of 12,441 503s (66 MB).
+    from rest_framework.test import APIRequestFactory
+
+    from infinity import errors
+
+    monkeypatch.setattr(errors, "_last_traceback", [float("-inf")])
+    request = APIRequestFactory().get("/api/v1/events")
+    with caplog.at_level("ERROR", logger="infinity.api"):
+        for _ in range(3):
+            response = errors.api_exception_handler(OperationalError("connection refused\nmore"), {"request": request})
+            assert response.status_code == 503 and response["Retry-After"] == "5"
+    records = [r for r in caplog.records if r.name == "infinity.api"]
+    assert len(records) == 3
+    assert records[0].exc_info and not records[1].exc_info and not records[2].exc_info
+    assert records[1].getMessage() == "database error on /api/v1/events: connection refused"
