@@ -4,6 +4,8 @@
 
 Both send the same pipeline a request costs (INCR, EXPIRE, GET of the key generation) and
 wait for the replies; it prints the median over 5 rounds of client CPU and wall time per call.
+A third row goes through ``CounterStore.hit``, the throttle's entry point (its fail-open and
+circuit-breaker bookkeeping in front of ``RedisCounter.hit``), with Redis healthy.
 """
 
 import argparse
@@ -45,11 +47,13 @@ def main(argv=None):
     from bench.env import setup_django
 
     setup_django()
-    from infinity.throttling import RedisCounter
+    from infinity.throttling import CounterStore, RedisCounter
 
     key, generation = f"bench:counters:{uuid.uuid4().hex}", f"bench:counters:{uuid.uuid4().hex}:generation"
     ours = RedisCounter(args.redis)
     client = redis.Redis.from_url(args.redis)
+    store = CounterStore()
+    store.primary = RedisCounter(args.redis)
 
     def with_redis_py():
         pipe = client.pipeline(transaction=False)
@@ -61,10 +65,14 @@ def main(argv=None):
     def with_ours():
         return ours.hit(key, 65, generation)
 
+    def with_store():
+        return store.hit(key, 65, generation)
+
     try:
         rows = [
             ("redis-py pipeline", measure(with_redis_py, args.calls)),
             ("RedisCounter.hit (RESP over a socket)", measure(with_ours, args.calls)),
+            ("CounterStore.hit (the throttle's call)", measure(with_store, args.calls)),
         ]
     finally:
         client.delete(key)

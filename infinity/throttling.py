@@ -7,7 +7,10 @@ the 1001st is refused, however many processes serve them. DRF's stock throttles 
 non-atomic read-modify-write and are not used.
 
 If the shared store fails we fail open to a per-process counter and log it: the API
-keeps answering rather than returning 500 or blanket 429s.
+keeps answering rather than returning 500 or blanket 429s. A circuit breaker keeps a hung
+store (one that accepts and never answers) from costing every request its timeouts: after a
+failure the process counts per process for ``BREAKER_COOL_DOWN`` seconds without trying the
+store, then one request probes it (see ``CounterStore``).
 
 The throttle leaves (limit, remaining, reset) on the Django request; the middleware
 turns it into ``X-RateLimit-*`` headers on every /api/v1 response. A request may name one
@@ -32,6 +35,7 @@ from infinity.clientip import client_ip
 logger = logging.getLogger("infinity.ratelimit")
 WINDOW = 60
 REDIS_TIMEOUT = 0.5  # seconds: connecting, and each send or receive of a round trip
+BREAKER_COOL_DOWN = 5.0  # seconds after a store failure during which the process does not try it
 
 
 _HIT = b"*2\r\n$4\r\nINCR\r\n$%d\r\n%s\r\n*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
@@ -222,12 +226,30 @@ class LocalCounter:
 
 
 class CounterStore:
-    """The shared store with a logged, per-process fail-open fallback."""
+    """The shared store with a logged, per-process fail-open fallback behind a circuit breaker.
+
+    Closed (the usual state, ``open_until`` 0): every call goes to the shared store; that costs
+    one attribute test more than no breaker. A failure (an error, a refused connection or a
+    timeout) opens it: for ``BREAKER_COOL_DOWN`` seconds calls are answered as if the store had
+    failed, without waiting for it: ``hit`` counts in the per-process fallback, ``read`` returns
+    None. Then the first caller probes the store (the deadline moves on by a cool-down, so the
+    others keep to the fallback while it waits, and a probe that dies frees the slot by itself);
+    success closes the breaker, failure re-opens it. Opening and closing are logged once each.
+
+    The API-key generation (``shared_read`` in ``hit``, ``read``) is therefore None while the
+    breaker is open, exactly as when the store fails: no cached key is trusted, each request
+    reads its key from the database (``accounts.keys.confirm_key``), so a revocation still
+    applies on the next request, and the cache is used again once the store answers. ``bump``
+    (announcing a key change) ignores the breaker: it is rare, and skipping it would leave the
+    workers whose store is fine trusting a revoked key for up to ``CACHE_SECONDS``.
+    """
 
     def __init__(self):
         self.primary = None
         self.fallback = LocalCounter()
-        self.last_warning = 0.0
+        self.lock = threading.Lock()
+        self.open_until = 0.0  # time.monotonic() until which the store is not tried; 0: closed
+        self.opened_at = 0.0
 
     def _primary(self):
         if self.primary is None:
@@ -237,29 +259,74 @@ class CounterStore:
                 self.primary = SQLiteCounter(settings.RATELIMIT_STORE_PATH)
         return self.primary
 
+    def _failed(self, exc):
+        """Open the breaker (or keep it open) for a cool-down from now; log when it opens."""
+        now = time.monotonic()
+        with self.lock:
+            opening = not self.open_until
+            self.open_until = now + BREAKER_COOL_DOWN
+            if opening:
+                self.opened_at = now
+        if opening:
+            logger.warning(
+                "rate-limit store unavailable (%s); failing open to a per-process limit, retrying every %g s",
+                exc,
+                BREAKER_COOL_DOWN,
+            )
+
+    def _probe(self, method, *args):
+        """While the breaker is open: ``method(*args)`` of the store if the cool-down is over and
+        no other caller is probing (closing the breaker if it answers), else ``_DOWN``."""
+        now = time.monotonic()
+        with self.lock:
+            if now < self.open_until:
+                return _DOWN
+            if self.open_until:
+                self.open_until = now + BREAKER_COOL_DOWN  # ours: the others keep to the fallback
+        try:
+            result = getattr(self._primary(), method)(*args)
+        except Exception as exc:
+            self._failed(exc)
+            return _DOWN
+        with self.lock:
+            closing, self.open_until = bool(self.open_until), 0.0
+        if closing:
+            outage = time.monotonic() - self.opened_at
+            logger.warning("rate-limit store answers again after %.1f s; counting in it again", outage)
+        return result
+
     def hit(self, key, ttl, read=None):
         """Count one hit on ``key``; (count, value of the counter ``read`` in the same round trip,
-        or None when not asked or the shared store is down)."""
-        try:
-            return self._primary().hit(key, ttl, read)
-        except Exception as exc:  # the limiter must never take the API down
-            now = time.time()
-            if now - self.last_warning > 10:
-                self.last_warning = now
-                logger.warning("rate-limit store unavailable (%s); failing open to a per-process limit", exc)
-            return self.fallback.hit(key, ttl, read)
+        or None when not asked or the shared store is down or the breaker open)."""
+        if not self.open_until:
+            try:
+                return self._primary().hit(key, ttl, read)
+            except Exception as exc:  # the limiter must never take the API down
+                self._failed(exc)
+                return self.fallback.hit(key, ttl, read)
+        result = self._probe("hit", key, ttl, read)
+        return self.fallback.hit(key, ttl, read) if result is _DOWN else result
 
     def read(self, key):
-        """A never-expiring counter's value (see ``bump``), or None when the store is down."""
-        try:
-            return self._primary().read(key)
-        except Exception:
-            return None
+        """A never-expiring counter's value (see ``bump``), or None when the store is down or
+        the breaker open."""
+        if not self.open_until:
+            try:
+                return self._primary().read(key)
+            except Exception as exc:
+                self._failed(exc)
+                return None
+        result = self._probe("read", key)
+        return None if result is _DOWN else result
 
     def bump(self, key):
         """Add one to a never-expiring counter: how workers learn that shared state changed.
-        Raises when the store is down: the caller must not assume the others were told."""
+        Raises when the store is down: the caller must not assume the others were told.
+        Tried even while the breaker is open (see the class)."""
         self._primary().bump(key)
+
+
+_DOWN = object()  # CounterStore._probe: the store was not asked, or failed
 
 
 _store = None

@@ -3,15 +3,18 @@
 import logging
 import os
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 import time_machine
 
-from accounts.keys import create_api_key
+from accounts.keys import create_api_key, revoke_key
+from accounts.models import ApiKey
 from events.models import Event
 from infinity import throttling
 
@@ -176,7 +179,7 @@ def test_redis_down_fails_open_with_a_per_process_limit(api, settings, caplog, w
 
 def test_a_redis_that_never_answers_fails_open_after_the_timeout(api, settings, caplog, window_start):
     """A Redis that accepts connections and then says nothing (hung, or a firewall that
-    swallows the replies): each request waits about REDIS_TIMEOUT for it, then is served
+    swallows the replies): the request waits about REDIS_TIMEOUT for it, then is served
     under the per-process limit, and never hangs."""
     with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:  # listens, never accepts
         settings.REDIS_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
@@ -189,6 +192,146 @@ def test_a_redis_that_never_answers_fails_open_after_the_timeout(api, settings, 
     assert throttling.REDIS_TIMEOUT * 0.8 <= waited < throttling.REDIS_TIMEOUT + 2.0
     assert "failing open" in caplog.text
     assert Event.objects.count() == 1
+
+
+# The circuit breaker: a hung Redis costs one timeout per cool-down, not one per request.
+
+
+class HangingRedis:
+    """A TCP front for the test Redis that can hang like a SIGSTOPped redis-server: while
+    ``hung`` it accepts connections and answers nothing, on new connections or open ones;
+    otherwise it relays them to Redis. ``connections`` counts the connections made to it (the
+    client opens one after each failure)."""
+
+    def __init__(self, url):
+        parts = urlsplit(url)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.05)
+        auth = parts.netloc.rpartition("@")[0]
+        netloc = (auth + "@" if auth else "") + f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.url = parts._replace(netloc=netloc).geturl()
+        self.hung, self.connections, self.sockets, self.stopped = True, 0, [], False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            self.sockets.append(client)
+            if not self.hung:
+                upstream = socket.create_connection(self.upstream)
+                self.sockets.append(upstream)
+                for src, dst in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._relay, args=(src, dst), daemon=True).start()
+
+    def _relay(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                while self.hung and not self.stopped:
+                    time.sleep(0.01)
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self):
+        self.stopped = True
+        self.thread.join()
+        self.server.close()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+@pytest.fixture
+def hanging_redis(settings, monkeypatch):
+    """REDIS_URL pointing at a HangingRedis (hung to begin with); a 1 s cool-down to keep tests short."""
+    monkeypatch.setattr(throttling, "BREAKER_COOL_DOWN", 1.0)
+    front = HangingRedis(REDIS_URL)
+    settings.REDIS_URL = front.url
+    throttling.reset_store()
+    yield front
+    front.close()
+
+
+def test_a_hung_redis_costs_one_timeout_not_one_per_request(api, hanging_redis, caplog, window_start):
+    with caplog.at_level(logging.WARNING, logger="infinity.ratelimit"):
+        started = time.monotonic()
+        responses = [api.post(EVENT, {"event_name": "e"}) for _ in range(20)]
+        elapsed = time.monotonic() - started
+    assert elapsed < 3 * throttling.REDIS_TIMEOUT  # 20 timeouts or more without the breaker
+    assert [r.status_code for r in responses] == [201] * 20
+    assert [headers(r) for r in responses] == [(1000, 1000 - n, window_start + 60) for n in range(1, 21)]
+    assert hanging_redis.connections == 1
+    assert caplog.text.count("failing open") == 1
+    assert Event.objects.count() == 20
+
+
+def test_after_the_cool_down_one_request_probes_and_a_recovered_redis_counts_again(
+    api, hanging_redis, settings, caplog, window_start
+):
+    cool_down = throttling.BREAKER_COOL_DOWN
+    with caplog.at_level(logging.WARNING, logger="infinity.ratelimit"):
+        assert api.post(EVENT, {"event_name": "e"}).status_code == 201  # opens the breaker
+        time.sleep(cool_down + 0.1)
+        started = time.monotonic()
+        statuses = [api.post(EVENT, {"event_name": "e"}).status_code for _ in range(5)]
+        elapsed = time.monotonic() - started
+        assert statuses == [201] * 5
+        assert hanging_redis.connections == 2  # one probe, still hung: open again
+        assert throttling.REDIS_TIMEOUT * 0.8 <= elapsed < 3 * throttling.REDIS_TIMEOUT
+        hanging_redis.hung = False  # SIGCONT
+        time.sleep(cool_down + 0.1)
+        statuses = [api.post(EVENT, {"event_name": "e"}).status_code for _ in range(3)]
+    assert statuses == [201] * 3
+    shared = redis.Redis.from_url(REDIS_URL)
+    (key,) = shared.keys(f"{settings.RATELIMIT_KEY_PREFIX}:events:*")
+    assert int(shared.get(key)) == 3  # counted in Redis again
+    shared.incrby(key, 100)  # another worker's requests
+    assert headers(api.post(EVENT, {"event_name": "e"}))[:2] == (1000, 1000 - 104)
+    assert caplog.text.count("failing open") == 1
+    assert caplog.text.count("answers again") == 1
+
+
+def test_while_one_request_probes_the_others_use_the_fallback(hanging_redis):
+    store = throttling.get_store()
+    assert store.hit("k", 65) == (1, None)  # waits for the hung store, opens the breaker
+    time.sleep(throttling.BREAKER_COOL_DOWN + 0.1)
+
+    def timed_hit(_):
+        started = time.monotonic()
+        store.hit("k", 65)
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        waits = sorted(pool.map(timed_hit, range(8)))
+    assert hanging_redis.connections == 2  # the one probe
+    assert waits[-1] >= throttling.REDIS_TIMEOUT * 0.8  # the probe waited for the hung store
+    assert waits[-2] < throttling.REDIS_TIMEOUT / 2  # the others did not
+    assert store.fallback.hit("k", 65)[0] == 10  # all nine counted per process
+
+
+def test_while_the_breaker_is_open_a_revoked_key_is_refused_on_the_next_request(api, hanging_redis, window_start):
+    """The key generation is unknown while the breaker is open, as when the store fails: a key
+    cached before the outage is read from the database again, so a revocation whose
+    announcement was lost still applies on the next request, without waiting for Redis."""
+    hanging_redis.hung = False
+    assert [api.post(EVENT, {"event_name": "e"}).status_code for _ in range(2)] == [201, 201]  # key cached
+    hanging_redis.hung = True
+    assert api.post(EVENT, {"event_name": "e"}).status_code == 201  # waits, opens the breaker
+    revoke_key(ApiKey.objects.get(name="full"))  # its announcement cannot reach Redis
+    started = time.monotonic()
+    refused = api.post(EVENT, {"event_name": "e"})
+    assert time.monotonic() - started < throttling.REDIS_TIMEOUT / 2
+    assert refused.status_code == 401
+    assert headers(refused)[0] == 120  # a refused key counts against the client IP
 
 
 # Two real server processes sharing one Redis.
