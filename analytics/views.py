@@ -90,7 +90,11 @@ class AnalyticsView(ApiView):
                 description=f"Adds `series`; hour allows ranges of ≤ {MAX_HOURLY_DAYS} days",
             ),
             OpenApiParameter("breakdown", OpenApiTypes.STR, description=f"Adds `breakdown` by one of {_DIMENSION_NAMES}"),
-            OpenApiParameter("limit", OpenApiTypes.INT, description=f"Breakdown rows, 1–{MAX_LIMIT}, default 10"),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 10},
+                description=f"Breakdown rows, 1–{MAX_LIMIT}, default 10",
+            ),
             OpenApiParameter(
                 "filters",
                 OpenApiTypes.STR,
