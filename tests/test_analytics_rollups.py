@@ -67,6 +67,23 @@ def _finished(query, tallies):
     return summarize(query, tallies)
 
 
+def test_a_query_builds_only_small_buckets_itself(api, cast, monkeypatch):
+    # Inline, the build of an hour holding 1M recent events held a query for 98-172 s: a
+    # query builds a bucket only when the events its build reads are few; the timer does the rest.
+    monkeypatch.setattr(rollups, "INLINE_MAX_EVENTS", 3)
+    for minute in range(4):
+        Event.objects.create(site=cast.site, kind=1, name="pageview", occurred_at=DAY + timedelta(hours=9, minutes=minute))
+    Event.objects.create(site=cast.site, kind=1, name="pageview", occurred_at=DAY + timedelta(days=1, hours=9))
+    rollups._prepared.clear()
+    params = {"start_date": "2024-01-10", "end_date": "2024-01-11", "metrics": "page_views"}
+    assert api.get("/api/v1/analytics", params).json()["data"] == {"page_views": 5}
+    built = set(RolledBucket.objects.filter(site=cast.site).values_list("start", flat=True))
+    assert built == {DAY + timedelta(days=1)}  # the busy day is left to manage.py rollup
+    rollups.refresh(site=cast.site, now=DAY + timedelta(days=3))
+    assert RolledBucket.objects.filter(site=cast.site, start=DAY).exists()
+    assert api.get("/api/v1/analytics", params).json()["data"] == {"page_views": 5}
+
+
 def test_hours_of_a_former_site_timezone_are_not_counted_twice(api, cast, monkeypatch):
     # After a site moves from UTC to Asia/Kathmandu (+05:45), its UTC hours stay until the timer
     # runs, and the hours queries roll up themselves start at :15 past: a query chose both.
