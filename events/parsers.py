@@ -117,6 +117,12 @@ class StrictJSONParser(parsers.BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         view = (parser_context or {}).get("view")
+        request = (parser_context or {}).get("request")
+        encoding = request.META.get("HTTP_CONTENT_ENCODING", "") if request is not None else ""
+        if encoding and encoding.lower() != "identity":  # a gzip body read as "not valid UTF-8"
+            raise exceptions.UnsupportedMediaType(
+                media_type, detail=f"Content-Encoding {encoding[:20]} is not supported: send the body uncompressed"
+            )
         limit = getattr(view, "max_body_bytes", None) or settings.MAX_BODY_BYTES
         data = read_body(stream, limit)
         if not data.strip():

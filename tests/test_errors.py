@@ -266,3 +266,12 @@ def test_an_outage_logs_one_traceback_a_minute_and_a_line_per_request(caplog, mo
     assert len(records) == 3
     assert records[0].exc_info and not records[1].exc_info and not records[2].exc_info
     assert records[1].getMessage() == "database error on /api/v1/events: connection refused"
+
+
+def test_a_compressed_body_is_a_415_naming_the_encoding(api):
+    import gzip
+
+    body = gzip.compress(b'{"event_name": "zipped"}')
+    error = envelope(api.post(EVENT, raw=body, headers={"HTTP_CONTENT_ENCODING": "gzip"}), 415)
+    assert "Content-Encoding gzip is not supported" in error["message"]  # was a 400 "body is not valid UTF-8"
+    assert api.post(EVENT, {"event_name": "plain"}, headers={"HTTP_CONTENT_ENCODING": "identity"}).status_code == 201
