@@ -183,7 +183,8 @@ DIMENSIONS = {
     ]
 }
 METADATA_PREFIX = "metadata."
-_METADATA_KEY = re.compile(r"[^=!~;,\\\x00]{1,100}")  # no NUL: PostgreSQL text cannot hold it
+_KEY_CHARACTER = r"[^=!~;,\\\x00]"  # of a metadata key in parameters; no NUL: PostgreSQL text cannot hold it
+_METADATA_KEY = re.compile(_KEY_CHARACTER + "{1,100}")
 OPERATORS = ("==", "!=", "~")
 
 
@@ -337,7 +338,7 @@ def _split_unescaped(raw: str) -> list[str]:
     return parts
 
 
-_FILTER = re.compile(r"(?P<dim>[a-z_]+|metadata\.[^=!~;,\\\x00]{1,100}?)(?P<op>==|!=|~)(?P<value>.*)", re.DOTALL)
+_FILTER = re.compile(r"(?P<dim>[a-z_]+|metadata\." + _KEY_CHARACTER + r"{1,100}?)(?P<op>==|!=|~)(?P<value>.*)", re.DOTALL)
 
 
 def _parse_filters(params) -> tuple[Filter, ...]:

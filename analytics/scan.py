@@ -29,7 +29,7 @@ _LOW_BITS = 32
 
 
 def _revenue_sums(**extra) -> dict:
-    """Aggregates of revenue (price × quantity) that ``revenue_total`` turns into one integer.
+    """Aggregates of revenue (price × quantity) that ``_revenue_total`` turns into one integer.
 
     PostgreSQL sums bigint into numeric. SQLite's SUM of integers raises "integer overflow"
     past 2^63, which ten purchases at the largest price and quantity reach; there the high and
@@ -43,7 +43,7 @@ def _revenue_sums(**extra) -> dict:
     return {"rev": Sum(amount, **extra)}
 
 
-def revenue_total(sums) -> int:
+def _revenue_total(sums) -> int:
     """The revenue of ``_revenue_sums``' values, in their order."""
     if len(sums) == 2:
         high, low = sums
@@ -153,7 +153,7 @@ def _scan_events(query, start, end, grain, dim, wanted, tallies):
         for row in rows.order_by():
             t = tallies[_key(row, grain, dim)]
             cur = row["currency"]
-            t.revenue[cur] = t.revenue.get(cur, 0) + revenue_total([row[k] for k in sums])
+            t.revenue[cur] = t.revenue.get(cur, 0) + _revenue_total([row[k] for k in sums])
             t.orders[cur] = t.orders.get(cur, 0) + row["n"]
 
 
@@ -303,7 +303,7 @@ def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) 
                 t.events += ev
                 if pu:
                     t.purchases += pu
-                    t.revenue[currency] = t.revenue.get(currency, 0) + revenue_total(rev)
+                    t.revenue[currency] = t.revenue.get(currency, 0) + _revenue_total(rev)
                     t.orders[currency] = t.orders.get(currency, 0) + pu
                 if visitor is not None:
                     t.visitors.add(visitor)

@@ -6,7 +6,6 @@ shipped inside the ``iptocc`` wheel (no download at run time).
 """
 
 import ipaddress
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -14,6 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import iptocc
 import ua_parser
 from crawlerdetect import CrawlerDetect
+
+from .parsers import CONTROL_CHARACTERS
 
 MAX_PATH = 2000
 MAX_REFERRER = 2000
@@ -134,9 +135,6 @@ def host_belongs_to(host: str, domain: str) -> bool:
     return bool(host) and (host == domain or host.endswith("." + domain))
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 @dataclass(frozen=True)
 class Page:
     hostname: str
@@ -164,7 +162,7 @@ def parse_page_url(url: str, *, keep_hash: bool = False) -> Page | None:
     if keep_hash and parts.fragment:
         path += "#" + parts.fragment
     # Decoded values lose their control characters: '%00' would be a NUL, which PostgreSQL text refuses.
-    values = {k: _CONTROL.sub("", v) for k, v in query}
+    values = {k: CONTROL_CHARACTERS.sub("", v) for k, v in query}
     utm = {name: values.get(name, "").strip()[:MAX_UTM] for name in UTM_FIELDS}
     return Page(hostname=hostname.rstrip("."), path=path[:MAX_PATH], utm=utm, ref=values.get("ref", "").strip())
 

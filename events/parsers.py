@@ -6,6 +6,7 @@ bounded body, parse strictly, and walk the result once.
 """
 
 import json
+import re
 
 from django.conf import settings
 from rest_framework import exceptions, parsers
@@ -67,6 +68,9 @@ def _check_depth(value, depth=0):
             _check_depth(item, depth + 1)
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL: never part of a name or a tag
+
+
 def _check_string(text):
     if "\x00" in text:
         raise ValueError("strings must not contain \\u0000")
@@ -116,8 +120,8 @@ class StrictJSONParser(parsers.BaseParser):
     media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        view = (parser_context or {}).get("view")
-        request = (parser_context or {}).get("request")
+        context = parser_context or {}
+        view, request = context.get("view"), context.get("request")
         encoding = request.META.get("HTTP_CONTENT_ENCODING", "") if request is not None else ""
         if encoding and encoding.lower() != "identity":  # a gzip body read as "not valid UTF-8"
             raise exceptions.UnsupportedMediaType(

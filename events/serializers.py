@@ -6,7 +6,6 @@ only; timestamp no more than 1 hour in the future; price 0…10^12 minor units; 
 1…1,000,000; product name ≤ 200 characters.
 """
 
-import re
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -17,6 +16,7 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, empty, get_error_detail
 
 from .currencies import ISO_4217
+from .parsers import CONTROL_CHARACTERS
 
 MAX_NAME = 200
 MAX_VISITOR_ID = 200
@@ -32,7 +32,6 @@ MAX_QUANTITY = 1_000_000
 fail = serializers.ValidationError
 
 
-@extend_schema_field(OpenApiTypes.INT64)
 class _NullMeansAbsent:
     """JSON null for an optional field is the same as leaving the field out (DRF answered
     "This field may not be null.", naming no field)."""
@@ -43,6 +42,7 @@ class _NullMeansAbsent:
         return super().validate_empty_values(data)
 
 
+@extend_schema_field(OpenApiTypes.INT64)
 class StrictIntegerField(_NullMeansAbsent, serializers.Field):
     """A JSON integer (not a float, string or boolean) within bounds."""
 
@@ -61,9 +61,6 @@ class StrictIntegerField(_NullMeansAbsent, serializers.Field):
 
     def to_representation(self, value):
         return value
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -89,7 +86,7 @@ class NameField(serializers.Field):
             raise fail(f"{self.label} is required" if self.required else f"{self.label} must not be empty")
         if len(text) > self.max_length:
             raise fail(f"{self.label} must be at most {self.max_length} characters")
-        if self.single_line and _CONTROL.search(text):
+        if self.single_line and CONTROL_CHARACTERS.search(text):
             raise fail(f"{self.label} must not contain control characters (tab, line break, U+0000-U+001F, U+007F)")
         return text
 

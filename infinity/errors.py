@@ -88,7 +88,8 @@ def _log_database_error(path, exc):
         _last_traceback[0] = now
         logger.error("database error on %s (next traceback in %d s at the earliest)", path, TRACEBACK_EVERY, exc_info=exc)
     else:
-        logger.error("database error on %s: %s", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        first_line = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+        logger.error("database error on %s: %s", path, first_line)
 
 
 def api_exception_handler(exc, context):

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.apps import apps
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -391,8 +391,6 @@ def test_server_events_with_a_visitor_get_sessions(api):
 
 
 def test_a_page_view_costs_one_statement_once_warm(browser, django_assert_num_queries):
-    from django.db import connection
-
     browser.send(page_view())  # warms the site and salt caches
     # PostgreSQL: one INSERT that also finds the session; SQLite: the session lookup, then the INSERT.
     with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
@@ -441,3 +439,13 @@ def test_control_characters_in_decoded_tags_are_dropped_not_an_oracle(browser, q
         assert response.status_code == 202, (domain, response.content)
     event = Event.objects.get()
     assert "\x00" not in event.utm_source + event.utm_medium + event.source
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL refuses a NUL in text; SQLite stores it")
+@pytest.mark.django_db(transaction=True)  # autocommit as in production: the failed INSERT aborts no test transaction
+def test_a_value_the_database_refuses_drops_the_hit(cast):
+    # The safety net behind the parsers: a DataError at the INSERT is a drop (and so a 202),
+    # never a 5xx that would tell a known site from an unknown one.
+    outcome = collect(hit(name="sign\x00up"))
+    assert outcome.dropped == DropReason.INVALID
+    assert not Event.objects.exists()
