@@ -1,22 +1,68 @@
-"""Evaluate a ``Query``: collect tallies, merge them into totals, series and breakdown.
+"""Answer a ``Query``: collect tallies, merge them, turn them into the response body.
 
-Tallies come from ``rollups.collect`` (closed days from the rollup table, the rest from
-raw events); this module only merges and formats, under a statement timeout.
+1. ``collect``: the rolled-up buckets that can answer the query (``rollups.plan`` and
+   ``rollups.usable_buckets``); raw events (``scan``) for every gap between them; then the
+   rollup rows of those buckets (``rollups.read``). Both sources give ``Tally`` sums keyed by
+   (series bucket, breakdown value), equal by construction.
+2. ``summarize``: merge the tallies into totals, series and breakdown, and only then compute
+   each metric (``tally.FINALIZERS``), so a metric is the same whatever its source.
+3. ``run_query``: both steps under a statement timeout (a slow query is a 400 asking for a
+   narrower one), for the period and, with ``compare``, the previous one.
 """
 
-import time
 from collections import defaultdict
-from contextlib import contextmanager
+from datetime import datetime
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
 
-from . import buckets
+from . import buckets, rollups, storage
 from .query import Query, QueryError
-from .scan import ALL
-from .tally import FINALIZERS, Tally, has_data
+from .scan import ALL, scan
+from .tally import FINALIZERS, Tally, has_data, merge_into
 
 STATEMENT_TIMEOUT_MS = getattr(settings, "ANALYTICS_STATEMENT_TIMEOUT_MS", 10_000)
+
+
+def run_query(query: Query) -> dict:
+    """The response body: data, period, and series/breakdown/comparison/query when asked."""
+    rollups.prepare(query)
+    try:
+        with storage.statement_timeout(STATEMENT_TIMEOUT_MS):
+            result = summarize(query, collect(query))
+            body = {"data": result.pop("data"), "period": _period(query), **result}
+            if query.compare == "previous_period":
+                previous = query.previous()
+                body["comparison"] = {"data": summarize(previous, collect(previous))["data"], "period": _period(previous)}
+    except storage.StatementTimeout:
+        message = f"The query ran longer than {STATEMENT_TIMEOUT_MS / 1000:g} s; narrow the date range or the filters"
+        raise QueryError("start_date", message) from None
+    if query.echo:
+        body["query"] = query.normalized()
+    return body
+
+
+def collect(query: Query) -> dict:
+    """Tallies keyed (series bucket or None, breakdown value or ALL) for the query's range."""
+    lo, hi = query.utc_range
+    plan = rollups.plan(query)
+    chosen = rollups.usable_buckets(query, plan, lo, hi) if plan is not None else []
+    tallies = {}
+    for gap_lo, gap_hi in _gaps(lo, hi, chosen):
+        merge_into(tallies, scan(query, gap_lo, gap_hi, query.interval, query.breakdown))
+    if chosen:
+        rollups.read(query, plan, chosen, tallies)
+    return tallies
+
+
+def _gaps(lo: datetime, hi: datetime, chosen: list) -> list[tuple[datetime, datetime]]:
+    out, t = [], lo
+    for b in chosen:
+        if b.start > t:
+            out.append((t, b.start))
+        t = max(t, b.end)
+    if t < hi:
+        out.append((t, hi))
+    return out
 
 
 def metrics_of(query: Query, tally: Tally) -> dict:
@@ -57,53 +103,5 @@ def summarize(query: Query, tallies: dict) -> dict:
     return out
 
 
-def evaluate(query: Query) -> dict:
-    from .rollups import collect, prepare
-
-    prepare(query)
-    with _statement_timeout():
-        result = summarize(query, collect(query))
-        body = {"data": result["data"], "period": _period(query)}
-        for key in ("series", "breakdown"):
-            if key in result:
-                body[key] = result[key]
-        if query.compare == "previous_period":
-            previous = query.previous()
-            body["comparison"] = {"data": summarize(previous, collect(previous))["data"], "period": _period(previous)}
-    if query.echo:
-        body["query"] = query.normalized()
-    return body
-
-
 def _period(query: Query) -> dict:
     return {"start": query.start_date.isoformat(), "end": query.end_date.isoformat()}
-
-
-@contextmanager
-def _statement_timeout():
-    """Bound every analytics statement: a slow query is a 400 asking for a narrower one."""
-    timeout = STATEMENT_TIMEOUT_MS
-    try:
-        if connection.vendor == "postgresql":
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout)])
-                yield
-        elif connection.vendor == "sqlite":
-            connection.ensure_connection()
-            deadline = time.monotonic() + timeout / 1000
-            raw = connection.connection
-            raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-            try:
-                yield
-            finally:
-                raw.set_progress_handler(None, 0)
-        else:
-            yield
-    except OperationalError as exc:
-        text = str(exc).lower()
-        if "statement timeout" in text or "interrupted" in text or "canceling statement" in text:
-            raise QueryError(
-                "start_date", f"The query ran longer than {timeout / 1000:g} s; narrow the date range or the filters"
-            ) from None
-        raise

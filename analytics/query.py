@@ -1,12 +1,14 @@
-"""The query layer: parameters → one immutable ``Query`` → one result.
+"""The query layer: URL parameters → one immutable ``Query``; no SQL here.
 
-``parse_query`` validates everything (metric and dimension names from the METRICS and
-DIMENSIONS registries, dates, range bounds, interval, filters, limit, timezone) and raises
-``QueryError`` naming the bad parameter. ``run_query`` only ever sees a ``Query``; no user
-string reaches SQL (column names come from the registries, filter values and metadata keys
-travel as parameters).
+1. ``parse_query`` checks every parameter against the closed registries (``METRICS``,
+   ``DIMENSIONS``, ``metadata.<key>``) and the bounds of dates, interval, filters, limit and
+   timezone, and raises ``QueryError`` naming the bad parameter.
+2. ``analytics.engine.run_query`` answers a ``Query``: tallies of rolled-up buckets
+   (``rollups``) and of raw events for the rest of the range (``scan``), merged, then turned
+   into metrics. No user string reaches SQL: columns come from the registries, filter values
+   and metadata keys travel as parameters.
 
-Semantics (the README's "Analytics API" section is the published version):
+Semantics (``docs/analytics.md`` is the published version):
 - Dates are inclusive calendar days in the query's timezone (default: the site's);
   events count by their own timestamp (``occurred_at``), not by arrival.
 - Event metrics count the events in the range that match every filter.
@@ -14,11 +16,8 @@ Semantics (the README's "Analytics API" section is the published version):
   the bucket of its first event; it is measured over its events during ``VISIT_WINDOW``
   after that first event; it matches the filters when one of those events matches all
   event filters (and its entry/exit page matches the session filters).
-- ``run_query`` reads rollups for whole closed days and raw events for the rest
-  (``analytics.rollups``); both produce the same ``Tally`` sums.
 """
 
-import json
 import re
 import string
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
-from django.db.models import CharField, F, Func, Value
-from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from accounts.models import Site
@@ -41,7 +38,6 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 MAX_FILTERS = 10
 PAIR_SEPARATOR = "\x1f"
-SESSION_GAP = timedelta(minutes=30)
 VISIT_WINDOW = timedelta(hours=2)
 REFERENCE_PARAMS = {"start_date", "end_date", "metrics"}
 KNOWN_PARAMS = REFERENCE_PARAMS | {"interval", "breakdown", "limit", "filters", "timezone", "compare"}
@@ -80,58 +76,6 @@ METRICS = {
 SESSION_METRICS = {name for name, m in METRICS.items() if m.scope == "session"}
 
 
-class MetadataText(Func):
-    """The text of the metadata value under ``key``; NULL when the key is missing or its value
-    is JSON null.
-
-    The key is always an object key: Django's ``KeyTextTransform`` reads a key that ``int()``
-    accepts ("2024", "-1") as an array index, so such keys matched nothing (and "-1" was a
-    JSON path error on SQLite). The text is the same on both databases: a string as is,
-    ``true``/``false``, a number as its JSON literal — PostgreSQL's jsonb prints numbers in
-    positional notation, and SQLite returns the stored literal, which
-    ``events.models.MetadataEncoder`` writes the same way."""
-
-    output_field = CharField()
-
-    def __init__(self, key: str):
-        super().__init__(F("metadata"))
-        self.key = key
-
-    def as_postgresql(self, compiler, connection, **extra):
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"({sql} ->> %s::text)", (*params, self.key)
-
-    def as_sqlite(self, compiler, connection, **extra):
-        sql, params = compiler.compile(self.source_expressions[0])
-        if '"' in self.key:  # a JSON path label cannot hold '"': find the key with json_each
-            # (a float under such a key reads as SQLite prints a REAL, not its stored literal)
-            text = "CASE j.type WHEN 'null' THEN NULL WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
-            text += "ELSE CAST(j.value AS TEXT) END"
-            return f"(SELECT {text} FROM json_each({sql}) AS j WHERE j.key = %s)", (*params, self.key)
-        path = "$." + json.dumps(self.key)  # a quoted label: never an array index
-        return (
-            f"CASE json_type({sql}, %s) WHEN 'text' THEN json_extract({sql}, %s) WHEN 'null' THEN NULL ELSE {sql} -> %s END",
-            (*params, path, *params, path, *params, path),
-        )
-
-
-class AsciiLower(Func):
-    """Text with the ASCII letters A-Z lowered and every other character kept: the ``~``
-    filter is case-insensitive for ASCII letters on both databases, whatever their locale
-    (PostgreSQL's lower()/upper() follow the database's ctype; SQLite's LIKE and lower() know
-    only ASCII)."""
-
-    output_field = CharField()
-
-    def as_postgresql(self, compiler, connection, **extra):
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"translate({sql}, %s, %s)", (*params, string.ascii_uppercase, string.ascii_lowercase)
-
-    def as_sqlite(self, compiler, connection, **extra):
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"lower({sql})", params  # SQLite's lower() folds ASCII only
-
-
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
@@ -146,17 +90,6 @@ class Dimension:
     scope: str = "event"  # "session": a property of the visit (entry/exit page)
     metadata_key: str | None = None
     parts: tuple = ()  # rollup pairs: the values of several dimensions joined by PAIR_SEPARATOR
-
-    def expression(self):
-        """The ORM expression of the value; never NULL (missing metadata is '')."""
-        if self.parts:
-            pieces = []
-            for part in self.parts:
-                pieces += [part.expression(), Value(PAIR_SEPARATOR)]
-            return Concat(*pieces[:-1], output_field=CharField())
-        if self.metadata_key is not None:
-            return Coalesce(MetadataText(self.metadata_key), Value(""))
-        return F(self.column)
 
 
 DIMENSIONS = {
@@ -184,7 +117,7 @@ DIMENSIONS = {
 }
 METADATA_PREFIX = "metadata."
 _KEY_CHARACTER = r"[^=!~;,\\\x00]"  # of a metadata key in parameters; no NUL: PostgreSQL text cannot hold it
-_METADATA_KEY = re.compile(_KEY_CHARACTER + "{1,100}")
+METADATA_KEY = re.compile(_KEY_CHARACTER + "{1,100}")
 OPERATORS = ("==", "!=", "~")
 
 
@@ -313,7 +246,7 @@ def parse_dimension(raw: str, param: str) -> Dimension:
         return DIMENSIONS[raw]
     if raw.startswith(METADATA_PREFIX):
         key = raw[len(METADATA_PREFIX) :]
-        if _METADATA_KEY.fullmatch(key):
+        if METADATA_KEY.fullmatch(key):
             return Dimension(raw, None, metadata_key=key)
         raise QueryError(param, "A metadata key must be 1 to 100 characters without = ! ~ ; , \\ or NUL")
     choices = ", ".join([*DIMENSIONS, "metadata.<key>"])
@@ -432,10 +365,3 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
         echo=bool(set(params) - REFERENCE_PARAMS),
         site_timezone=site.timezone,
     )
-
-
-def run_query(query: Query) -> dict:
-    """The response body: data, period, and series/breakdown/comparison/query when asked."""
-    from .engine import evaluate
-
-    return evaluate(query)

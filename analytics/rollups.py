@@ -5,62 +5,61 @@ days not closed yet. A bucket [start, end) is *closed* once ``now ≥ end + VISI
 GRACE``: no visit starting in it can change after that except through late events. Hours
 are also rolled up *provisionally* a minute after they end: their event metrics are final
 then, so queries without visit metrics read raw events only for the current hour.
-``build_bucket`` runs the raw engine (``scan.scan_many``) over the bucket once for every
-rolled dimension and stores one ``Rollup`` row per (dimension, value) — so a rollup is the
-raw answer by construction. Rolled dimensions: every registry dimension, ``metadata.<key>``
-for up to ``MAX_METADATA_KEYS`` keys seen in the bucket, and the pairs in ``PAIRS``.
 
-Queries (``collect``) use every rolled bucket that lies inside the range, fits one series
-bucket and has the dimensions the query needs; everything else (the last hours, buckets
-holding late events, unrolled dimensions or filters) is scanned raw. Both give ``Tally``s.
+Building: ``build_bucket`` runs the raw scan (``scan.scan_bucket``) over the bucket and
+stores one ``Rollup`` row per (dimension, value), so a rollup is the raw answer by
+construction. Rolled dimensions: every registry dimension, ``metadata.<key>`` for up to
+``MAX_METADATA_KEYS`` keys seen in the bucket, and the pairs in ``PAIRS``. ``refresh`` is
+the timer's work (``manage.py rollup``, e.g. every minute): drop buckets with late events,
+then build every due bucket.
+
+Reading: ``plan`` says which rollup rows answer a query, ``usable_buckets`` which buckets
+can, and ``read`` merges their rows into the tallies ``engine.collect`` scanned raw for the
+rest of the range.
 
 Late events (a backfilled timestamp in a rolled bucket): each bucket records the highest
-event id when it was built (``watermark``); an event in its span (or close enough to change
-its visits) with a higher id makes it stale. Queries treat stale buckets as raw at once;
-``check_late`` (run by ``rollup`` and, every few seconds, by queries) drops them so they
-are rebuilt, and advances ``RollupCursor`` so each check only reads events stored since the
-last one. Both ids are *settled* (``settled_event_id``): PostgreSQL hands out ids before
-COMMIT, so a transaction still open could hold an id below the highest one visible and
-commit later, after the bucket was scanned; the watermark and the cursor wait for such
-transactions first, so no committed event is ever both uncounted and below them.
-
-``manage.py rollup`` (run it from a timer, e.g. every minute) calls ``refresh``; queries
-also build up to ``INLINE_BUILDS`` missing buckets themselves, so a site without the timer
-stays fast.
+settled event id when it was built (``watermark``); an event in its span (or close enough
+to change its visits) with a higher id makes it stale. Queries treat stale buckets as raw at
+once; ``check_late`` drops them so they are rebuilt, and advances ``RollupCursor`` so each
+check only reads events stored since the last one. Both ids are settled
+(``storage.settled_event_id``), so no committed event is ever both uncounted and below them.
 """
 
 import bisect
 import json
 import logging
+import multiprocessing
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date, datetime, time, timedelta
-from time import monotonic, sleep
+from time import monotonic
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from django.db import connection, connections, transaction
-from django.db.models import Max, Min, Sum
+from django.db import connections, transaction
+from django.db.models import Min, Sum
 from django.utils import timezone as djtz
 
 from accounts.models import Site
 from events.models import Event, Kind
+from events.sessions import SESSION_GAP
 
-from . import buckets
+from . import buckets, storage
 from .models import RolledBucket, Rollup, RollupCursor
 from .query import (
-    _METADATA_KEY,
     DIMENSIONS,
+    METADATA_KEY,
     METRICS,
     PAIR_SEPARATOR,
-    SESSION_GAP,
     SESSION_METRICS,
     VISIT_WINDOW,
     Dimension,
     Query,
     parse_dimension,
 )
-from .scan import ALL, scan, scan_bucket
+from .scan import ALL, scan_bucket
 from .sketch import VisitorSketch
-from .tally import Tally
+from .tally import Tally, merge_into
 
 logger = logging.getLogger("analytics.rollups")
 
@@ -98,7 +97,7 @@ def _metadata_keys(site: Site, start: datetime, end: datetime) -> list[str]:
     rows = Event.objects.filter(site=site, occurred_at__gte=start, occurred_at__lt=end, kind__in=[Kind.CUSTOM, Kind.PURCHASE])
     for metadata in rows.values_list("metadata", flat=True).iterator(chunk_size=5000):
         if isinstance(metadata, dict):
-            keys.update(k for k in metadata if _METADATA_KEY.fullmatch(k))
+            keys.update(k for k in metadata if METADATA_KEY.fullmatch(k))
     return sorted(keys)[:MAX_METADATA_KEYS]
 
 
@@ -114,45 +113,9 @@ def rolled_dimensions(metadata_keys) -> list[Dimension]:
     return dims
 
 
-def settled_event_id(timeout: float = SETTLE_TIMEOUT) -> int | None:
-    """The highest committed event id such that no event with a lower id can still appear;
-    None if an open transaction writing events did not finish within ``timeout`` seconds.
-
-    PostgreSQL hands out an id when the row is written, not when it commits: a transaction
-    still open may hold an id below the highest visible one (a 500-item batch holds its ids
-    for its whole COPY, and the single-event rows of another worker commit meanwhile). Every
-    writer holds the table's ROW EXCLUSIVE lock from before it takes an id until its
-    transaction ends (an INSERT takes it first; the batch takes it explicitly before asking
-    the sequence, ``ingest._reserve_ids``), so: read the highest visible id and, in the same
-    statement (later than its snapshot), the transactions holding that lock; once they have
-    all ended, every id up to it is committed or will never exist.
-    Nothing is locked, so neither ingestion nor VACUUM waits on this. SQLite serializes its
-    writers and allocates an id inside the writing transaction: the highest id is settled.
-    """
-    if connection.vendor != "postgresql":
-        return Event.objects.aggregate(m=Max("id"))["m"] or 0
-    table = Event._meta.db_table
-    writers_sql = (
-        "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relation' AND relation = %s::regclass"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND mode = 'RowExclusiveLock' AND granted AND pid IS DISTINCT FROM pg_backend_pid()"  # prepared: no pid
-    )
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT (SELECT max(id) FROM {connection.ops.quote_name(table)}), array({writers_sql})", [table])
-        top, writers = cur.fetchone()
-        deadline = monotonic() + timeout
-        while writers:
-            if monotonic() > deadline:
-                return None
-            sleep(0.005)
-            cur.execute(f"{writers_sql} AND virtualtransaction = ANY(%s)", [table, writers])
-            writers = [w for (w,) in cur.fetchall()]
-    return top or 0
-
-
 def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, final: bool = True) -> RolledBucket:
     """Roll up [start, end) of ``site``: one row per (dimension, value) plus the totals row."""
-    watermark = settled_event_id()
+    watermark = storage.settled_event_id(SETTLE_TIMEOUT)
     if watermark is None:  # an event transaction stayed open: the last settled id is safe too
         watermark = RollupCursor.objects.filter(pk=1).values_list("last_id", flat=True).first() or 0
     dims = rolled_dimensions(_metadata_keys(site, start, end))
@@ -198,7 +161,7 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, fina
     with transaction.atomic():
         Rollup.objects.filter(site=site, grain=grain, start=start).delete()
         RolledBucket.objects.filter(site=site, grain=grain, start=start).delete()
-        _insert_rows(rows)
+        storage.insert_rollups(rows)
         bucket = RolledBucket.objects.create(
             site=site,
             grain=grain,
@@ -210,32 +173,6 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, fina
             final=final,
         )
     return bucket
-
-
-_COLUMNS = [
-    "site_id", "grain", "start", "dimension", "value", "page_views", "events", "purchases", "revenue", "orders",
-    "visitors", "visitor_count", "buyers", "buyer_count", "visits", "bounces", "duration_us", "visit_page_views",
-]  # fmt: skip
-
-
-def _insert_rows(rows: list) -> None:
-    """One multi-row INSERT per batch: bulk_create's per-field preparation cost more than the build."""
-    if not rows:
-        return
-    table = connection.ops.quote_name(Rollup._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
-    start = connection.ops.adapt_datetimefield_value(rows[0][2])
-    one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        for i in range(0, len(rows), 500):
-            batch = rows[i : i + 500]
-            params = [v for row in batch for v in (row[:2] + (start,) + row[3:])]
-            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(batch))}", params)
 
 
 def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
@@ -286,7 +223,7 @@ def build_due(site: Site, now: datetime, *, limit: int | None = None, jobs: int 
     due = due_buckets(site, now)[:limit]
     # Not inside a transaction: forked processes could not see its rows, and closing the
     # connection before the fork would end it.
-    if jobs > 1 and len(due) > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
+    if jobs > 1 and len(due) > 1 and storage.can_build_in_processes():
         return _build_in_processes(site, due, jobs)
     for grain, start, end, final in due:
         _build_and_replace(site, grain, start, end, final)
@@ -297,9 +234,6 @@ def _build_in_processes(site: Site, due: list, jobs: int) -> int:
     """Build ``due`` buckets in ``jobs`` forked processes, each with its own connection. A build
     is mostly Python (grouped rows into tallies and sketches), so one process keeps about one
     core busy; buckets are independent (each is replaced in its own transaction)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     connections.close_all()  # a connection must not be shared across fork; children open their own
     with ProcessPoolExecutor(min(jobs, len(due)), mp_context=multiprocessing.get_context("fork")) as pool:
         for _ in pool.map(_build_one, [(site, *bucket) for bucket in due]):
@@ -360,7 +294,7 @@ def _late_buckets(site_id: int | None, after_id: int, rolled: list, *, limit: in
 def check_late(now: datetime | None = None, *, verbosity: int = 0) -> None:
     """Drop the rolled buckets that events stored since the last check fall into; advance the cursor."""
     now = now or djtz.now()
-    top = settled_event_id()  # first: the events read below include every id up to it
+    top = storage.settled_event_id(SETTLE_TIMEOUT)  # first: the events read below include every id up to it
     if top is None:
         logger.warning("late-event check skipped: a transaction writing events stayed open > %s s", SETTLE_TIMEOUT)
         return
@@ -392,11 +326,8 @@ def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity:
         if verbosity and n:
             print(f"site {s.pk} ({s.domain}): {n} buckets rolled up")
         built += n
-    if built >= 10 and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:  # fresh statistics: the planner otherwise sorts where it should hash
-            # VACUUM sets the visibility map for index-only scans; it cannot run inside a transaction
-            verb = "ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE"
-            cursor.execute(f"{verb} {Rollup._meta.db_table}")
+    if built >= 10:
+        storage.refresh_rollup_statistics()
     return built
 
 
@@ -412,19 +343,65 @@ def rebuild(*, site: Site | None = None, now: datetime | None = None, verbosity:
 # --- reading ----------------------------------------------------------------------------
 
 
-def _plan_dimensions(query: Query):
-    """(totals dimension, totals value, breakdown dimension, breakdown prefix) on rollup rows, or None."""
+class Plan(NamedTuple):
+    """Which rollup rows answer a query: the totals are the rows of (total_dimension,
+    total_value); breakdown values are the rows of value_dimension whose value starts with
+    prefix (a pair's first part, when the filter and the breakdown differ)."""
+
+    total_dimension: str
+    total_value: str
+    value_dimension: str | None
+    prefix: str
+
+
+def plan(query: Query) -> Plan | None:
+    """How rollups can answer ``query``; None when only raw events can (rollups hold no
+    conjunction of filters and no ``!=`` or ``~``)."""
     filters = query.filters
     if len(filters) > 1 or any(f.op != "==" for f in filters):
         return None
     b = query.breakdown
     if not filters:
-        return ("", "", b.name if b else None, "")
+        return Plan("", "", b.name if b else None, "")
     f = filters[0]
     if b is None or b.name == f.dimension.name:
-        return (f.dimension.name, f.value, f.dimension.name if b else None, "")
-    pair = f"{f.dimension.name}|{b.name}"
-    return (f.dimension.name, f.value, pair, f.value + PAIR_SEPARATOR)
+        return Plan(f.dimension.name, f.value, f.dimension.name if b else None, "")
+    return Plan(f.dimension.name, f.value, f"{f.dimension.name}|{b.name}", f.value + PAIR_SEPARATOR)
+
+
+def usable_buckets(query: Query, plan: Plan, lo: datetime, hi: datetime) -> list:
+    """The rolled buckets inside [lo, hi) that hold the plan's dimensions, fit one series
+    bucket each, overlap no other chosen bucket, and have no late events; by start."""
+    needed = {plan.total_dimension, plan.value_dimension} - {"", None}
+    rolled = RolledBucket.objects.filter(site_id=query.site_id, start__gte=lo, start__lt=hi, end__lte=hi)
+    tz, grain = query.tz, query.interval
+    visits_wanted = bool(set(query.metrics) & SESSION_METRICS)
+    chosen = []
+    days = []  # (start, end) of the chosen days, in order: hours inside them are skipped
+    hours_end = lo  # an hour of another timezone overlapping the chosen hours is skipped
+    for b in sorted(rolled, key=lambda b: (b.grain != "day", b.start)):
+        if (visits_wanted and not b.final) or not needed <= set(b.dimensions):
+            continue
+        # local days and hours of the query's own timezone always fit its series buckets (except days in hours)
+        fits = b.timezone == query.timezone and (b.grain == "hour" or grain != "hour")
+        if grain and not fits:
+            if buckets.bucket_of(b.start, grain, tz) != buckets.bucket_of(b.end - timedelta(microseconds=1), grain, tz):
+                continue
+        if b.grain == "day":
+            if days and days[-1][1] > b.start:  # days of an earlier site timezone
+                continue
+            days.append((b.start, b.end))
+        else:
+            i = bisect.bisect_right(days, (b.start, b.end))
+            if (i and days[i - 1][1] > b.start) or (i < len(days) and days[i][0] < b.end) or b.start < hours_end:
+                continue
+            hours_end = max(hours_end, b.end)
+        chosen.append(b)
+    if chosen:
+        cursor = RollupCursor.objects.filter(pk=1).values_list("last_id", flat=True).first() or 0
+        stale = _late_buckets(query.site_id, cursor, chosen)
+        chosen = [b for b in chosen if b.pk not in stale]
+    return sorted(chosen, key=lambda b: b.start)
 
 
 def _tally(row) -> Tally:
@@ -442,18 +419,8 @@ def _tally(row) -> Tally:
     return t
 
 
-_COUNT_FIELDS = [
-    "grain",
-    "start",
-    "value",
-    "page_views",
-    "events",
-    "purchases",
-    "visits",
-    "bounces",
-    "duration_us",
-    "visit_page_views",
-]
+_COUNT_FIELDS = ["grain", "start", "value", "page_views", "events", "purchases", "visits", "bounces", "duration_us",
+                 "visit_page_views"]  # fmt: skip
 
 
 def _fields(query: Query) -> list[str]:
@@ -469,73 +436,9 @@ def _fields(query: Query) -> list[str]:
     return fields
 
 
-def _choose(query: Query, lo: datetime, hi: datetime, needed: set) -> list:
-    rolled = RolledBucket.objects.filter(site_id=query.site_id, start__gte=lo, start__lt=hi, end__lte=hi).order_by("start")
-    tz, grain = query.tz, query.interval
-    chosen = []
-    visits_wanted = bool(set(query.metrics) & SESSION_METRICS)
-    days = []  # (start, end) of the chosen days, in order: hours inside them are skipped
-    hours_end = lo  # the end of the chosen hours so far: an hour of another timezone that overlaps them is skipped
-    for b in sorted(rolled, key=lambda b: (b.grain != "day", b.start)):
-        if visits_wanted and not b.final:
-            continue
-        if needed - {""} and not needed - {""} <= set(b.dimensions):
-            continue
-        # local days and hours of the query's own timezone always fit its series buckets (except days in hours)
-        fits = b.timezone == query.timezone and (b.grain == "hour" or grain != "hour")
-        if grain and not fits:
-            if buckets.bucket_of(b.start, grain, tz) != buckets.bucket_of(b.end - timedelta(microseconds=1), grain, tz):
-                continue
-        if b.grain == "day":
-            if days and days[-1][1] > b.start:  # days of an earlier site timezone
-                continue
-            days.append((b.start, b.end))
-        else:
-            i = bisect.bisect_right(days, (b.start, b.end))
-            if (i and days[i - 1][1] > b.start) or (i < len(days) and days[i][0] < b.end) or b.start < hours_end:
-                continue
-            hours_end = max(hours_end, b.end)
-        chosen.append(b)
-    return sorted(chosen, key=lambda b: b.start)
-
-
-def _gaps(lo: datetime, hi: datetime, chosen: list) -> list[tuple[datetime, datetime]]:
-    out, t = [], lo
-    for b in chosen:
-        if b.start > t:
-            out.append((t, b.start))
-        t = max(t, b.end)
-    if t < hi:
-        out.append((t, hi))
-    return out
-
-
-def _merge_into(target: dict, tallies: dict) -> None:
-    for key, t in tallies.items():
-        if key in target:
-            target[key].merge(t)
-        else:
-            target[key] = t
-
-
-def collect(query: Query, *, now: datetime | None = None) -> dict:
-    """Tallies keyed (series bucket or None, breakdown value or ALL) for the query's range."""
-    lo, hi = query.utc_range
-    plan = _plan_dimensions(query)
-    if plan is None:
-        return scan(query, lo, hi, query.interval, query.breakdown)
-    total_dim, total_value, value_dim, prefix = plan
-    needed = {total_dim} | ({value_dim} if value_dim else set())
-    chosen = _choose(query, lo, hi, needed)
-    if chosen:
-        cursor = RollupCursor.objects.filter(pk=1).values_list("last_id", flat=True).first() or 0
-        stale = _late_buckets(query.site_id, cursor, chosen)
-        chosen = [b for b in chosen if b.pk not in stale]
-    tallies = {}
-    for seg_lo, seg_hi in _gaps(lo, hi, chosen):
-        _merge_into(tallies, scan(query, seg_lo, seg_hi, query.interval, query.breakdown))
-    if not chosen:
-        return tallies
+def read(query: Query, plan: Plan, chosen: list, tallies: dict) -> None:
+    """Merge the rollup rows of the ``chosen`` buckets into ``tallies`` (which already hold
+    the raw scans of the rest of the range, keyed (series bucket or None, value or ALL))."""
     tz, grain = query.tz, query.interval
     by_start = {(b.grain, b.start): b for b in chosen}
     fields = _fields(query)
@@ -555,36 +458,36 @@ def collect(query: Query, *, now: datetime | None = None) -> dict:
             if (row["grain"], row["start"]) in by_start and row["value"].startswith(prefix):
                 yield row
 
-    def bucket_key(row):
-        return buckets.bucket_of(row["start"], grain, tz) if grain else None
+    def add(row, value):
+        merge_into(tallies, {(buckets.bucket_of(row["start"], grain, tz) if grain else None, value): _tally(row)})
 
-    for row in rows(total_dim, value=total_value):
-        _merge_into(tallies, {(bucket_key(row), ALL): _tally(row)})
-    if value_dim is None:
-        return tallies
-    if value_dim == total_dim:
-        for row in rows(total_dim, value=total_value):
-            _merge_into(tallies, {(bucket_key(row), total_value): _tally(row)})
-        return tallies
-    wanted = _top_values(query, value_dim, prefix, chosen, tallies)
-    for row in rows(value_dim, values=wanted, prefix=prefix):
-        _merge_into(tallies, {(bucket_key(row), row["value"][len(prefix) :]): _tally(row)})
-    return tallies
+    for row in rows(plan.total_dimension, value=plan.total_value):
+        add(row, ALL)
+    if plan.value_dimension is None:
+        return
+    if plan.value_dimension == plan.total_dimension:
+        for row in rows(plan.total_dimension, value=plan.total_value):
+            add(row, plan.total_value)
+        return
+    wanted = _top_values(query, plan, chosen, tallies)
+    for row in rows(plan.value_dimension, values=wanted, prefix=plan.prefix):
+        add(row, row["value"][len(plan.prefix) :])
 
 
-def _top_values(query: Query, dimension: str, prefix: str, chosen: list, raw: dict) -> list | None:
+def _top_values(query: Query, plan: Plan, chosen: list, raw: dict) -> list | None:
     """With an additive first metric, the values that can make the top ``limit`` (None: all)."""
     column = _ADDITIVE.get(query.metrics[0])
     if column is None:
         return None
     totals = defaultdict(int)
+    prefix = plan.prefix
     for grain in {b.grain for b in chosen}:
         starts = [b.start for b in chosen if b.grain == grain]
-        qs = Rollup.objects.filter(site_id=query.site_id, dimension=dimension, grain=grain, start__in=starts)
+        qs = Rollup.objects.filter(site_id=query.site_id, dimension=plan.value_dimension, grain=grain, start__in=starts)
         if prefix:
             qs = qs.filter(value__startswith=prefix)
         for value, n in qs.values("value").annotate(n=Sum(column)).values_list("value", "n").order_by():
-            if value.startswith(prefix):  # exactly, as in collect's rows()
+            if value.startswith(prefix):  # exactly, as in read's rows()
                 totals[value[len(prefix) :]] += n or 0
     for (_, value), t in raw.items():
         if value is not ALL:

@@ -8,14 +8,16 @@ the database; Python only merges the grouped rows and measures visits.
 from collections import defaultdict
 from datetime import datetime
 
-from django.db import connection, connections
-from django.db.models import Case, Count, F, Max, Min, Q, Sum, Value, When
-from django.db.models.functions import Coalesce
+from django.db import connections
+from django.db.models import Case, CharField, Count, F, Max, Min, Q, Value, When
+from django.db.models.functions import Coalesce, Concat
 
 from events.models import Event, Kind
+from events.sessions import SESSION_GAP
 
 from . import buckets
-from .query import SESSION_GAP, SESSION_METRICS, VISIT_WINDOW, AsciiLower, Dimension, Filter, Query, ascii_lower
+from .query import PAIR_SEPARATOR, SESSION_METRICS, VISIT_WINDOW, Dimension, Filter, Query, ascii_lower
+from .storage import AsciiLower, MetadataText, revenue_sums, revenue_total
 from .tally import Tally
 
 ALL = ("*all*",)  # the key of rows not broken down; never equal to a string value
@@ -25,35 +27,21 @@ _MONEY_METRICS = {"revenue", "average_order_value"}
 _COUNT_METRICS = {"page_views", "events", "purchases"}
 
 
-_LOW_BITS = 32
-
-
-def _revenue_sums(**extra) -> dict:
-    """Aggregates of revenue (price × quantity) that ``_revenue_total`` turns into one integer.
-
-    PostgreSQL sums bigint into numeric. SQLite's SUM of integers raises "integer overflow"
-    past 2^63, which ten purchases at the largest price and quantity reach; there the high and
-    low 32 bits of each amount (at most 10^18) are summed apart and joined in Python."""
-    amount = F("price") * Coalesce("quantity", Value(1))
-    if connection.vendor == "sqlite":
-        return {
-            "rev_high": Sum(amount.bitrightshift(_LOW_BITS), **extra),
-            "rev_low": Sum(amount.bitand((1 << _LOW_BITS) - 1), **extra),
-        }
-    return {"rev": Sum(amount, **extra)}
-
-
-def _revenue_total(sums) -> int:
-    """The revenue of ``_revenue_sums``' values, in their order."""
-    if len(sums) == 2:
-        high, low = sums
-        return ((high or 0) << _LOW_BITS) + (low or 0)
-    return int(sums[0] or 0)  # PostgreSQL: a Decimal
+def expression(dimension: Dimension):
+    """The ORM expression of a dimension's value; never NULL (missing metadata is '')."""
+    if dimension.parts:
+        pieces = []
+        for part in dimension.parts:
+            pieces += [expression(part), Value(PAIR_SEPARATOR)]
+        return Concat(*pieces[:-1], output_field=CharField())
+    if dimension.metadata_key is not None:
+        return Coalesce(MetadataText(dimension.metadata_key), Value(""))
+    return F(dimension.column)
 
 
 def _filter_alias(f: Filter):
     """The expression a filter tests: the dimension's value, ASCII-lowered for ``~``."""
-    return AsciiLower(f.dimension.expression()) if f.op == "~" else f.dimension.expression()
+    return AsciiLower(expression(f.dimension)) if f.op == "~" else expression(f.dimension)
 
 
 def _filter_q(alias: str, f: Filter) -> Q:
@@ -111,7 +99,7 @@ def _grouped(query, start, end, grain, dim):
         qs = qs.annotate(_b=buckets.db_bucket(grain, query.tz))
         keys.append("_b")
     if dim is not None:
-        qs = qs.annotate(_v=dim.expression())
+        qs = qs.annotate(_v=expression(dim))
         keys.append("_v")
     return qs, keys
 
@@ -148,12 +136,12 @@ def _scan_events(query, start, end, grain, dim, wanted, tallies):
             t.events += row["ev"]
             t.purchases += row["pu"]
     if wanted & _MONEY_METRICS:
-        sums = _revenue_sums()
+        sums = revenue_sums()
         rows = qs.filter(kind=Kind.PURCHASE).values(*keys, "currency").annotate(**sums, n=Count("id"))
         for row in rows.order_by():
             t = tallies[_key(row, grain, dim)]
             cur = row["currency"]
-            t.revenue[cur] = t.revenue.get(cur, 0) + _revenue_total([row[k] for k in sums])
+            t.revenue[cur] = t.revenue.get(cur, 0) + revenue_total([row[k] for k in sums])
             t.orders[cur] = t.orders.get(cur, 0) + row["n"]
 
 
@@ -234,7 +222,7 @@ def _scan_visits(query: Query, start, end, grain, dimensions, tallies):
                 v.values.add((dimension.name, _session_value(v, dimension)))
         else:
             name = dimension.name
-            pairs = filter_events(window, event_filters).annotate(_v=dimension.expression())
+            pairs = filter_events(window, event_filters).annotate(_v=expression(dimension))
             # Short visits lie inside the read window: any of their events counts.
             for sid, value in pairs.values_list("session", "_v").distinct().order_by():
                 v = visits.get(sid)
@@ -274,9 +262,8 @@ def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) 
     per (value, visitor, session, currency, in range) carry the counts, the visitor sets and
     the visits' values at once.
     """
-    assert not query.filters
     tallies = defaultdict(Tally)
-    visits, _, long_ids = _collect_visits(query, start, end, any(d.scope == "session" for d in dimensions))
+    visits, session_window, long_ids = _collect_visits(query, start, end, any(d.scope == "session" for d in dimensions))
     window = Event.objects.filter(site_id=query.site_id, occurred_at__gte=start - SESSION_GAP, occurred_at__lt=end + VISIT_WINDOW)
     in_range = Case(When(Q(occurred_at__gte=start, occurred_at__lt=end), then=Value(1)), default=Value(0))
     window = window.annotate(_in=in_range)
@@ -284,14 +271,14 @@ def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) 
         "pv": Count("id", filter=Q(kind=Kind.PAGEVIEW)),
         "ev": Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])),
         "pu": Count("id", filter=Q(kind=Kind.PURCHASE)),
-        **_revenue_sums(filter=Q(kind=Kind.PURCHASE)),
+        **revenue_sums(filter=Q(kind=Kind.PURCHASE)),
     }
     for dimension in [None, *dimensions]:
         if dimension is not None and dimension.scope == "session":
             for v in visits.values():
                 v.values.add((dimension.name, _session_value(v, dimension)))
             continue
-        qs = window if dimension is None else window.annotate(_v=dimension.expression())
+        qs = window if dimension is None else window.annotate(_v=expression(dimension))
         keys = ["_in", "visitor", "session", "currency"] + ([] if dimension is None else ["_v"])
         name = None if dimension is None else dimension.name
         for row in _raw_rows(qs.values_list(*keys).annotate(**counts).order_by()):
@@ -303,7 +290,7 @@ def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) 
                 t.events += ev
                 if pu:
                     t.purchases += pu
-                    t.revenue[currency] = t.revenue.get(currency, 0) + _revenue_total(rev)
+                    t.revenue[currency] = t.revenue.get(currency, 0) + revenue_total(rev)
                     t.orders[currency] = t.orders.get(currency, 0) + pu
                 if visitor is not None:
                     t.visitors.add(visitor)
@@ -314,9 +301,7 @@ def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) 
                 if v is not None:
                     v.values.add(value)
         if name is not None:
-            _long_visit_values(Event.objects.filter(site_id=query.site_id, occurred_at__gte=start - SESSION_GAP,
-                                                    occurred_at__lt=end + VISIT_WINDOW).annotate(_v=dimension.expression()),
-                               visits, long_ids, name)  # fmt: skip
+            _long_visit_values(session_window.annotate(_v=expression(dimension)), visits, long_ids, name)
     _add_visits(query, visits, None, tallies)
     return tallies
 

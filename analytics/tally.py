@@ -41,6 +41,15 @@ class Tally:
         return self
 
 
+def merge_into(target: dict, tallies: dict) -> None:
+    """Merge tallies keyed alike into ``target``, adopting those it does not hold yet."""
+    for key, t in tallies.items():
+        if key in target:
+            target[key].merge(t)
+        else:
+            target[key] = t
+
+
 def ratio(numerator: float, denominator: float, scale: float = 1.0) -> float:
     return round(numerator * scale / denominator, 2) if denominator else 0.0
 

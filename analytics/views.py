@@ -9,7 +9,8 @@ from infinity.api import ApiView
 from infinity.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS
 from infinity.throttling import AnalyticsThrottle
 
-from .query import DIMENSIONS, MAX_HOURLY_DAYS, MAX_LIMIT, MAX_RANGE_DAYS, METRICS, QueryError, parse_query, run_query
+from .engine import run_query
+from .query import DIMENSIONS, MAX_HOURLY_DAYS, MAX_LIMIT, MAX_RANGE_DAYS, METRICS, QueryError, parse_query
 
 _MONEY = {"revenue", "average_order_value"}
 _RATIOS = {"bounce_rate", "visit_duration", "views_per_visit", "conversion_rate"}

@@ -237,7 +237,7 @@ def day_lines(model, rng, emit, *, site_id, hostname, sells, visitors, day, max_
                 head, rest = choices(model.purchase, cum_weights=model.purchase_cum)[0]
                 ts = prefix + HMS[second] + "+00"
                 emit(f"{head}{path}{rest}{ts}\t{ts}\t{tail}")
-            second += 1800 + int(rnd() * 7200)  # the next session starts after a 30-minute gap
+            second += 1800 + int(rnd() * 7200)  # the visitor's next visit starts after a 30-minute gap
             if second > max_second:
                 break
 

@@ -138,7 +138,7 @@ def test_a_query_over_the_statement_timeout_is_a_400_not_a_500(api, monkeypatch)
         return {}
 
     monkeypatch.setattr(engine, "STATEMENT_TIMEOUT_MS", 50)
-    monkeypatch.setattr("analytics.rollups.collect", slow)
+    monkeypatch.setattr(engine, "collect", slow)
     response = api.get("/api/v1/analytics", {"start_date": "2024-01-01", "end_date": "2024-01-31"})
     assert response.status_code == 400
     assert "narrow the date range" in response.json()["error"]["message"]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from analytics import rollups
+from analytics import engine, rollups, storage
 from analytics.models import RolledBucket, Rollup
 from analytics.query import parse_query
 from analytics.scan import ALL, scan
@@ -58,13 +58,11 @@ def test_open_day_is_rolled_up_by_closed_hours_and_matches_raw_events(cast):
             params["interval"] = interval
         query = parse_query(params, site=cast.site, now=now)
         lo, hi = query.utc_range
-        assert _finished(query, rollups.collect(query)) == _finished(query, scan(query, lo, hi, interval, query.breakdown))
+        assert _finished(query, engine.collect(query)) == _finished(query, scan(query, lo, hi, interval, query.breakdown))
 
 
 def _finished(query, tallies):
-    from analytics.engine import summarize
-
-    return summarize(query, tallies)
+    return engine.summarize(query, tallies)
 
 
 def test_a_query_builds_only_small_buckets_itself(api, cast, monkeypatch):
@@ -101,7 +99,7 @@ def test_hours_of_a_former_site_timezone_are_not_counted_twice(api, cast, monkey
     monkeypatch.setattr(rollups, "prepare", lambda query, now=None: None)
     for interval in (None, "hour", "day"):
         query = parse_query({**params, **({"interval": interval} if interval else {})}, site=cast.site, now=now)
-        tallies = rollups.collect(query, now=now)
+        tallies = engine.collect(query)
         assert sum(t.page_views for (_, value), t in tallies.items() if value is ALL) == 12
 
 
@@ -276,13 +274,11 @@ class _OpenInsert:
 
 
 def _day_counts(site, now):
-    """(page_views from rollups.collect, page_views counted raw) for DAY."""
-    from analytics.engine import summarize
-
+    """(page_views from engine.collect, page_views counted raw) for DAY."""
     query = parse_query({"start_date": "2024-01-10", "end_date": "2024-01-10", "metrics": "page_views"}, site=site, now=now)
     lo, hi = query.utc_range
-    counted = summarize(query, rollups.collect(query, now=now))["data"]["page_views"]
-    return counted, summarize(query, scan(query, lo, hi, None, None))["data"]["page_views"]
+    counted = engine.summarize(query, engine.collect(query))["data"]["page_views"]
+    return counted, engine.summarize(query, scan(query, lo, hi, None, None))["data"]["page_views"]
 
 
 def _skip_unless_postgresql():
@@ -346,7 +342,7 @@ def test_ids_reserved_for_a_batch_hold_back_the_settled_id_until_it_ends(cast):
 
     def settle():  # in another connection, while the ids are held
         try:
-            seen["top"] = rollups.settled_event_id(timeout=0.3)
+            seen["top"] = storage.settled_event_id(0.3)
         finally:
             connection.close()
 
@@ -357,4 +353,4 @@ def test_ids_reserved_for_a_batch_hold_back_the_settled_id_until_it_ends(cast):
         thread.join()
     assert seen["top"] is None  # it waited for the reserving transaction (and gave up)
     assert len(ids) == 2 and ids[0] < ids[1]
-    assert rollups.settled_event_id(timeout=0.3) is not None  # that transaction is over
+    assert storage.settled_event_id(0.3) is not None  # that transaction is over
