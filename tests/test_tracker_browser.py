@@ -144,13 +144,14 @@ def test_pages_in_chromium_show_up_in_analytics(transactional_db, settings, live
     page.on("request", lambda r: sent.append(r.post_data) if r.url == collect_url else None)
 
     def sends(action):
-        """Run a page action and wait until the tracker's request for it has gone out."""
-        with page.expect_request(collect_url):
+        """Run a page action and wait until the collector has answered the tracker's request for
+        it: rows are then stored in the order the actions happened, whatever the server's load."""
+        with page.expect_response(collect_url):
             action()
 
     sends(lambda: page.goto(f"{site_server}/?utm_medium=cpc&secret=1", referer="https://www.google.com/search?q=infinity"))
     sends(lambda: page.click("#about"))
-    with page.expect_request(lambda r: r.url == collect_url and '"name":"pageview"' in (r.post_data or "")):
+    with page.expect_response(lambda r: r.url == collect_url and '"name":"pageview"' in (r.request.post_data or "")):
         page.click("#app")
     sends(lambda: page.click("#settings"))  # pushState: a page view without a page load
     page.click("#same")  # replaceState to the same path: no second page view
