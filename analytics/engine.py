@@ -25,7 +25,6 @@ STATEMENT_TIMEOUT_MS = getattr(settings, "ANALYTICS_STATEMENT_TIMEOUT_MS", 10_00
 
 def run_query(query: Query) -> dict:
     """The response body: data, period, and series/breakdown/comparison/query when asked."""
-    rollups.prepare(query)
     try:
         with storage.statement_timeout(STATEMENT_TIMEOUT_MS):
             result = summarize(query, collect(query))

@@ -32,7 +32,6 @@ import multiprocessing
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date, datetime, time, timedelta
-from time import monotonic
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -66,14 +65,6 @@ logger = logging.getLogger("analytics.rollups")
 GRACE = timedelta(minutes=1)
 MAX_METADATA_KEYS = 20
 MAX_VALUES_PER_DIMENSION = 5000  # a dimension with more values in one bucket is left to raw scans
-INLINE_BUILDS = 2
-# A build reads its bucket's events from 30 minutes before to 2 hours after it, once per rolled
-# dimension (29 GROUP BYs), so a query builds inline only buckets whose window holds at most
-# this many events: such a build took 0.56 s on PostgreSQL, 0.47 s on SQLite (median of 5).
-# Busier sites need the timer: inline, a bucket of 1M recent events held a query for 98-172 s.
-INLINE_MAX_EVENTS = 5000
-CHECK_EVERY = timedelta(seconds=60)  # queries advance the late-event cursor at most this often
-PREPARE_EVERY = 60.0  # seconds: inline rollups and cursor checks are housekeeping, not correctness
 SETTLE_TIMEOUT = 5.0  # seconds to wait for open event-writing transactions (settled_event_id)
 PAIRS = [("country", "source"), ("country", "page"), ("event_name", "metadata.*")]
 UTC = ZoneInfo("UTC")
@@ -179,22 +170,18 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
 
 
-def due_buckets(site: Site, now: datetime, lo: datetime | None = None, hi: datetime | None = None) -> list:
-    """Closed buckets of ``site`` (within [lo, hi) if given) that are not rolled up, newest first."""
+def due_buckets(site: Site, now: datetime) -> list:
+    """Closed buckets of ``site`` that are not rolled up, newest first: (grain, start, end, final)."""
     first = Event.objects.filter(site=site).aggregate(t=Min("occurred_at"))["t"]
     if first is None:
         return []
     tz = ZoneInfo(site.timezone)
-    rolled = RolledBucket.objects.filter(site=site, timezone=site.timezone)
-    if lo is not None:
-        first = max(first, lo - timedelta(days=1))
-        rolled = rolled.filter(start__gte=first - timedelta(days=2))  # from before the first local midnight
-    have = {(g, s) for g, s, final in rolled.values_list("grain", "start", "final") if final}
-    provisional = {(g, s) for g, s, final in rolled.values_list("grain", "start", "final") if not final}
+    rolled = RolledBucket.objects.filter(site=site, timezone=site.timezone).values_list("grain", "start", "final")
+    have = {(g, s) for g, s, final in rolled if final}
+    provisional = {(g, s) for g, s, final in rolled if not final}
     due = []
     day = first.astimezone(tz).date()
-    last_day = (min(now, hi) if hi is not None else now).astimezone(tz).date()
-    while day <= last_day:
+    while day <= now.astimezone(tz).date():
         lo, hi = _local_midnight(day, tz), _local_midnight(day + timedelta(days=1), tz)
         if hi + VISIT_WINDOW + GRACE <= now:
             if ("day", lo) not in have:
@@ -219,10 +206,8 @@ def _next_local_hour(t: datetime, tz: ZoneInfo) -> datetime:
     return t + timedelta(hours=1)
 
 
-def build_due(site: Site, now: datetime, *, limit: int | None = None, jobs: int = 1) -> int:
-    due = due_buckets(site, now)[:limit]
-    # Not inside a transaction: forked processes could not see its rows, and closing the
-    # connection before the fork would end it.
+def build_due(site: Site, now: datetime, *, jobs: int = 1) -> int:
+    due = due_buckets(site, now)
     if jobs > 1 and len(due) > 1 and storage.can_build_in_processes():
         return _build_in_processes(site, due, jobs)
     for grain, start, end, final in due:
@@ -249,7 +234,7 @@ def _build_one(task) -> None:
         connections.close_all()
 
 
-def _build_and_replace(site, grain, start, end, final=True):
+def _build_and_replace(site, grain, start, end, final):
     build_bucket(site, grain, start, end, final=final)
     if grain == "day":  # the day's hours are replaced by the day
         RolledBucket.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end).delete()
@@ -496,45 +481,3 @@ def _top_values(query: Query, plan: Plan, chosen: list, raw: dict) -> list | Non
     if len(ranked) < query.limit:
         return None  # rows with a zero first metric may be shown too: read them all
     return ranked[: query.limit]
-
-
-_prepared = {}  # site id → monotonic time of this process's last prepare
-
-
-def prepare(query: Query, *, now: datetime | None = None) -> None:
-    """Before a query: roll up a few due buckets in its range, so queries stay fast without the timer.
-
-    At most once per PREPARE_EVERY per process and site: it only keeps rollups (and the late-event
-    cursor) moving; correctness never depends on it.
-    """
-    clock = monotonic()
-    if clock - _prepared.get(query.site_id, -PREPARE_EVERY) < PREPARE_EVERY:
-        return
-    _prepared[query.site_id] = clock
-    site = Site.objects.filter(pk=query.site_id).first()
-    if site is None:
-        return
-    lo, hi = query.utc_range
-    now = now or djtz.now()
-    try:
-        checked = RollupCursor.objects.filter(pk=1).values_list("checked_at", flat=True).first()
-        if checked is None or checked < now - CHECK_EVERY:
-            check_late(now)
-        due = [(g, s, e, f) for g, s, e, f in due_buckets(site, now, lo, hi) if s < hi and lo < e]
-        built = 0
-        for grain, start, end, final in due[: 2 * INLINE_BUILDS]:  # a few candidates: one bounded COUNT each
-            if built == INLINE_BUILDS:
-                break
-            if _window_events(site, start, end) <= INLINE_MAX_EVENTS:  # bigger ones are left to the timer
-                _build_and_replace(site, grain, start, end, final)
-                built += 1
-    except Exception:  # a failed build only costs speed: the query scans raw events instead
-        logger.exception("inline rollup of site %s failed", query.site_id)
-    finally:
-        _prepared[query.site_id] = monotonic()  # the next one a full PREPARE_EVERY after this one ends
-
-
-def _window_events(site: Site, start: datetime, end: datetime) -> int:
-    """The events a build of [start, end) reads, counted up to INLINE_MAX_EVENTS + 1."""
-    window = Event.objects.filter(site=site, occurred_at__gte=start - SESSION_GAP, occurred_at__lt=end + VISIT_WINDOW)
-    return window[: INLINE_MAX_EVENTS + 1].count()

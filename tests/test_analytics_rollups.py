@@ -5,9 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from analytics import engine, rollups, storage
-from analytics.models import RolledBucket, Rollup
+from analytics.models import RolledBucket, Rollup, RollupCursor
 from analytics.query import parse_query
 from analytics.scan import ALL, scan
 from events.models import Event
@@ -65,26 +67,25 @@ def _finished(query, tallies):
     return engine.summarize(query, tallies)
 
 
-def test_a_query_builds_only_small_buckets_itself(api, cast, monkeypatch):
-    # Inline, the build of an hour holding 1M recent events held a query for 98-172 s: a
-    # query builds a bucket only when the events its build reads are few; the timer does the rest.
-    monkeypatch.setattr(rollups, "INLINE_MAX_EVENTS", 3)
+def test_a_query_never_writes_and_answers_alike_before_and_after_the_timer(api, cast):
     for minute in range(4):
         Event.objects.create(site=cast.site, kind=1, name="pageview", occurred_at=DAY + timedelta(hours=9, minutes=minute))
     Event.objects.create(site=cast.site, kind=1, name="pageview", occurred_at=DAY + timedelta(days=1, hours=9))
-    rollups._prepared.clear()
-    params = {"start_date": "2024-01-10", "end_date": "2024-01-11", "metrics": "page_views"}
-    assert api.get("/api/v1/analytics", params).json()["data"] == {"page_views": 5}
-    built = set(RolledBucket.objects.filter(site=cast.site).values_list("start", flat=True))
-    assert built == {DAY + timedelta(days=1)}  # the busy day is left to manage.py rollup
-    rollups.refresh(site=cast.site, now=DAY + timedelta(days=3))
+    params = {"start_date": "2024-01-10", "end_date": "2024-01-11", "metrics": "page_views", "breakdown": "page"}
+    with CaptureQueriesContext(connection) as queries:
+        before = api.get("/api/v1/analytics", params).json()
+    analytics_sql = [q["sql"] for q in queries if "analytics_" in q["sql"]]
+    assert analytics_sql and all(sql.lstrip().upper().startswith("SELECT") for sql in analytics_sql)
+    assert not RolledBucket.objects.exists() and not RollupCursor.objects.exists()
+    assert before["data"] == {"page_views": 5}
+    rollups.refresh(site=cast.site, now=DAY + timedelta(days=3))  # the timer
     assert RolledBucket.objects.filter(site=cast.site, start=DAY).exists()
-    assert api.get("/api/v1/analytics", params).json()["data"] == {"page_views": 5}
+    assert api.get("/api/v1/analytics", params).json() == before
 
 
-def test_hours_of_a_former_site_timezone_are_not_counted_twice(api, cast, monkeypatch):
+def test_hours_of_a_former_site_timezone_are_not_counted_twice(cast):
     # After a site moves from UTC to Asia/Kathmandu (+05:45), its UTC hours stay until the timer
-    # runs, and the hours queries roll up themselves start at :15 past: a query chose both.
+    # drops them, while hours of the new timezone (starting at :15 past) may be built beside them.
     now = DAY + timedelta(hours=12, minutes=30)
     for h in range(12):
         Event.objects.create(site=cast.site, kind=1, name="pageview", occurred_at=DAY + timedelta(hours=h, minutes=40), path="/")
@@ -92,11 +93,9 @@ def test_hours_of_a_former_site_timezone_are_not_counted_twice(api, cast, monkey
     cast.site.timezone = "Asia/Kathmandu"
     cast.site.save()
     params = {"start_date": "2024-01-10", "end_date": "2024-01-10", "metrics": "page_views", "timezone": "UTC"}
-    for _ in range(6):  # queries, a minute apart, each rolling up due Kathmandu hours in its range
-        rollups._prepared.clear()
-        rollups.prepare(parse_query({"start_date": "2024-01-10", "end_date": "2024-01-10"}, site=cast.site, now=now), now=now)
+    rollups.build_due(cast.site, now)  # the Kathmandu hours, the UTC ones still there
     assert RolledBucket.objects.filter(site=cast.site, grain="hour", timezone="Asia/Kathmandu").count() >= 6
-    monkeypatch.setattr(rollups, "prepare", lambda query, now=None: None)
+    assert RolledBucket.objects.filter(site=cast.site, grain="hour", timezone="UTC").count() >= 6
     for interval in (None, "hour", "day"):
         query = parse_query({**params, **({"interval": interval} if interval else {})}, site=cast.site, now=now)
         tallies = engine.collect(query)
