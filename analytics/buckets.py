@@ -10,8 +10,6 @@ from zoneinfo import ZoneInfo
 
 from django.db.models.functions import Trunc
 
-GRAINS = ("hour", "day", "week", "month")
-
 
 def truncate(local: datetime, grain: str) -> datetime:
     """The bucket key of a naive local datetime."""

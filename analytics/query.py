@@ -118,7 +118,6 @@ DIMENSIONS = {
 METADATA_PREFIX = "metadata."
 _KEY_CHARACTER = r"[^=!~;,\\\x00]"  # of a metadata key in parameters; no NUL: PostgreSQL text cannot hold it
 METADATA_KEY = re.compile(_KEY_CHARACTER + "{1,100}")
-OPERATORS = ("==", "!=", "~")
 
 
 @dataclass(frozen=True)

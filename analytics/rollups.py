@@ -147,8 +147,8 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, fina
                 t.bounces,
                 t.duration_us,
                 t.visit_page_views,
-            )  # fmt: skip
-        )
+            )
+        )  # fmt: skip  (storage.ROLLUP_COLUMNS)
     with transaction.atomic():
         Rollup.objects.filter(site=site, grain=grain, start=start).delete()
         RolledBucket.objects.filter(site=site, grain=grain, start=start).delete()

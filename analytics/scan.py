@@ -75,20 +75,22 @@ def _with_filter_aliases(qs, filters):
 
 def scan(query: Query, start: datetime, end: datetime, grain: str | None, dimension: Dimension | None) -> dict:
     """Tallies of the raw events in [start, end) for (bucket, ALL) and, with a dimension, (bucket, value)."""
-    tallies = scan_many(query, start, end, grain, [dimension] if dimension is not None else [], set(query.metrics))
+    tallies = defaultdict(Tally)
+    wanted = set(query.metrics)
+    if wanted - SESSION_METRICS:
+        for dim in [None, dimension] if dimension is not None else [None]:
+            _scan_events(query, start, end, grain, dim, wanted, tallies)
+    if wanted & SESSION_METRICS:
+        _scan_visits(query, start, end, grain, [dimension] if dimension is not None else [], tallies)
     return {(bucket, value if value is ALL else value[1]): t for (bucket, value), t in tallies.items()}
 
 
-def scan_many(query: Query, start: datetime, end: datetime, grain, dimensions: list, wanted: set) -> dict:
-    """Tallies keyed (bucket, ALL) and (bucket, (dimension name, value)) for several dimensions at once."""
-    tallies = defaultdict(Tally)
-    if wanted - SESSION_METRICS:
-        for dim in [None, *dimensions]:
-            if dim is None or dim.scope == "event":
-                _scan_events(query, start, end, grain, dim, wanted, tallies)
-    if wanted & SESSION_METRICS:
-        _scan_visits(query, start, end, grain, dimensions, tallies)
-    return tallies
+def _counts() -> dict:
+    return {
+        "pv": Count("id", filter=Q(kind=Kind.PAGEVIEW)),
+        "ev": Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])),
+        "pu": Count("id", filter=Q(kind=Kind.PURCHASE)),
+    }
 
 
 def _grouped(query, start, end, grain, dim):
@@ -111,11 +113,7 @@ def _key(row, grain, dim):
 
 def _scan_events(query, start, end, grain, dim, wanted, tallies):
     qs, keys = _grouped(query, start, end, grain, dim)
-    counts = {
-        "pv": Count("id", filter=Q(kind=Kind.PAGEVIEW)),
-        "ev": Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])),
-        "pu": Count("id", filter=Q(kind=Kind.PURCHASE)),
-    }
+    counts = _counts()
     if wanted & _VISITOR_METRICS:
         # One GROUP BY visitor carries the counts too (the NULL visitor group holds the anonymous events).
         for row in qs.values(*keys, "visitor").annotate(**counts).order_by():
@@ -258,7 +256,7 @@ def _raw_rows(qs):
 def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) -> dict:
     """Every metric for (None, ALL) and (None, (dimension, value)) of an unfiltered bucket — for rollups.
 
-    The same numbers as ``scan_many`` with all metrics, in one GROUP BY per dimension: rows
+    The same numbers as ``scan`` with all metrics, in one GROUP BY per dimension: rows
     per (value, visitor, session, currency, in range) carry the counts, the visitor sets and
     the visits' values at once.
     """
@@ -267,12 +265,7 @@ def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) 
     window = Event.objects.filter(site_id=query.site_id, occurred_at__gte=start - SESSION_GAP, occurred_at__lt=end + VISIT_WINDOW)
     in_range = Case(When(Q(occurred_at__gte=start, occurred_at__lt=end), then=Value(1)), default=Value(0))
     window = window.annotate(_in=in_range)
-    counts = {
-        "pv": Count("id", filter=Q(kind=Kind.PAGEVIEW)),
-        "ev": Count("id", filter=Q(kind__in=[Kind.CUSTOM, Kind.PURCHASE])),
-        "pu": Count("id", filter=Q(kind=Kind.PURCHASE)),
-        **revenue_sums(filter=Q(kind=Kind.PURCHASE)),
-    }
+    counts = {**_counts(), **revenue_sums(filter=Q(kind=Kind.PURCHASE))}
     for dimension in [None, *dimensions]:
         if dimension is not None and dimension.scope == "session":
             for v in visits.values():
@@ -321,12 +314,7 @@ def _trim_long_visits(query, window, visits, session_ids):
     rows = list(qs.values_list("session", "occurred_at", "kind").order_by())
     matched_rows = set()
     if event_filters:
-        matched_rows = set(
-            _with_filter_aliases(window.filter(session__in=session_ids), event_filters)
-            .filter(match_q(event_filters))
-            .values_list("session", "occurred_at", "id")
-            .order_by()
-        )
+        matched_rows = set(qs.filter(match_q(event_filters)).values_list("session", "occurred_at", "id").order_by())
     for sid in session_ids:
         v = visits[sid]
         v.last, v.page_views, v.others = v.first, 0, 0

@@ -1,10 +1,9 @@
 """Dimension values and filters answer the same on SQLite and PostgreSQL, raw and from rollups.
 
-Each case here once differed between the two databases or the two paths (found by an audit
-against a brute force of the README's definitions): metadata keys that look like numbers,
-the text of non-string metadata values, ``~`` with non-ASCII letters, the case of an ``==``
-filter answered from pair rollups, revenue past 2^63 on SQLite, and breakdown rows whose
-only metric is a rate of 0.
+The cases are where the two databases or the two paths could part: metadata keys that look
+like numbers, the text of non-string metadata values, ``~`` with non-ASCII letters, the case
+of an ``==`` filter answered from pair rollups, revenue past 2^63 on SQLite, and breakdown
+rows whose only metric is a rate of 0.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -31,8 +30,7 @@ def _get(api, **params):
 
 @pytest.mark.parametrize("key", ["2024", "0", "-1", "7 "])
 def test_a_metadata_key_that_looks_like_a_number_is_an_object_key(api, cast, key):
-    # Django's KeyTextTransform read such keys as array indexes: null values, no match, and on
-    # SQLite '-1' was a JSON path error (a 503) that also stopped the day's rollup.
+    # Django's KeyTextTransform reads such keys as array indexes; a key is always an object key.
     _event(cast.site, 2, metadata={key: "x", "plan": "pro"})
     assert _get(api, metrics="events", breakdown=f"metadata.{key}")["breakdown"] == [{"value": "x", "events": 1}]
     assert _get(api, metrics="events", filters=f"metadata.{key}==x")["data"] == {"events": 1}
@@ -67,8 +65,8 @@ def test_a_metadata_value_has_one_text_on_both_databases(api, cast, value, text,
 
 
 def test_contains_folds_ascii_letters_only_for_event_and_visit_dimensions_alike(api, cast):
-    # '/Élan' is both the page and the entry page of this visit: '~' must answer the same for both
-    # (SQLite's LIKE folds ASCII only, Python's lower() and PostgreSQL's upper() fold É too).
+    # '/Élan' is both the page and the entry page of this visit: '~' must answer the same for both,
+    # folding ASCII letters only (SQLite's LIKE can do no more).
     _event(cast.site, path="/Élan/Pricing", visitor=1, session=1)
     for dimension in ("page", "entry_page"):
         for needle, found in [("pricing", 1), ("PRICING", 1), ("Élan", 1), ("ÉLAN", 1), ("élan", 0)]:
@@ -81,8 +79,8 @@ def test_contains_folds_ascii_letters_only_for_event_and_visit_dimensions_alike(
     [("country==de", "source", "page_views,visits"), ("event_name==Signup", "metadata.plan", "events")],
 )
 def test_an_equals_filter_is_case_sensitive_when_answered_from_pair_rollups(api, cast, filters, breakdown, metrics):
-    # The pair rollups (country|source, event_name|metadata.<key>) were read by prefix with LIKE,
-    # which ignores ASCII case on SQLite: 'country==de' broke down the 'DE' events.
+    # Pair rollups (country|source, event_name|metadata.<key>) are read by value prefix; SQLite's
+    # LIKE ignores ASCII case, so 'country==de' must not break down the 'DE' events.
     _event(cast.site, path="/", country="DE", source="Google", visitor=1, session=1)
     _event(cast.site, 2, name="signup", metadata={"plan": "pro"}, visitor=2)
     _event(cast.site, 2, name="Signup", metadata={"plan": "free"}, visitor=3)
@@ -97,8 +95,7 @@ def test_an_equals_filter_is_case_sensitive_when_answered_from_pair_rollups(api,
 
 @pytest.mark.parametrize("rolled", [False, True])
 def test_revenue_past_two_to_the_63_is_exact(api, cast, rolled):
-    # Ten purchases at the largest price and quantity: SQLite's integer SUM raised "integer
-    # overflow", which the API reported as a 503 (database unavailable).
+    # Ten purchases at the largest price and quantity pass SQLite's 64-bit integer SUM.
     for _ in range(10):
         _event(cast.site, 3, price=10**12, quantity=10**6, currency="USD", product_name="x")
     _event(cast.site, 3, price=1, quantity=3, currency="USD", product_name="y")
