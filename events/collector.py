@@ -218,8 +218,7 @@ def _check_hostname(page: enrich.Page, site_domain: str) -> None:
 
 
 def _store(hit: Hit, *, page: enrich.Page, referrer_host: str, site_id: int, site_domain: str, now: datetime) -> int:
-    """The hit's row through the group writer (``ingest.store_rows`` joins the session of either
-    visitor id, as ``assign_session`` does); its id, committed."""
+    """The hit's row, stored with the session of either of its visitor ids; its id, committed."""
     source = enrich.traffic_source(referrer_host=referrer_host, page=page, site_domain=site_domain)
     agent = enrich.parse_user_agent(hit.user_agent)
     current, previous = tracker_visitor_ids(site_id=site_id, ip=hit.ip, user_agent=hit.user_agent, now=now)

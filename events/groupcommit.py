@@ -24,7 +24,7 @@ class _Slot:
     def __init__(self, row):
         self.row = row
         # Released once to wake the request (as successor or when its write is over): a bare
-        # lock, not a threading.Event, whose Condition costs a waiter lock and a deque per wait.
+        # lock is the cheapest one-shot signal.
         self.done = threading.Lock()
         self.done.acquire()
         self.lead = False

@@ -1,26 +1,35 @@
-"""Sessions: a visitor's events with gaps under 30 minutes share one 64-bit session id.
+"""Sessions: a visitor's events less than 30 minutes apart share one 64-bit session id.
 
-Assigned at ingestion so analytics counts sessions with a GROUP BY. One indexed query
-(``site, visitor, occurred_at``) finds any event of the visitor within 30 minutes of the
-new one; its session continues. Otherwise a session starts, and its id is derived from
-the visitor and the 30-minute slot the session starts in: the first page view and a
-custom event fired with it often arrive at the same instant (in two worker processes),
-neither sees the other, and both still get the same id, without a lock. Two sessions of
-one visitor start at least 30 minutes apart, so they fall into different slots and never
-share an id. Only simultaneous first hits straddling a slot boundary split a visit.
+The rule: an event joins the session of its visitor's latest event within ``SESSION_GAP``
+either side, else it starts one. It is applied as events are stored, so analytics counts
+sessions with a GROUP BY: the storage finds that latest event (``storage.latest_session_sql``,
+one lookup for every path), and a batch applies the rule among its own items too
+(``assign_batch_sessions``).
+
+A new session's id is derived from the visitor and the 30-minute slot it starts in: the first
+page view and a custom event fired with it often arrive together in two worker processes,
+neither sees the other, and both still get the same id, without a lock. Two sessions of one
+visitor start at least 30 minutes apart, so they never share a slot; only simultaneous first
+hits straddling a slot boundary split a visit.
 """
 
 import hashlib
-import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
 
-from .models import Event
 from .visitors import hash_to_int64
 
 SESSION_GAP = timedelta(minutes=30)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_GAP_MICROS = SESSION_GAP // _MICROSECOND
+
+
+def micros(value: datetime) -> int:
+    """Microseconds since the epoch: how session lookups report times, compared as integers."""
+    return (value - _EPOCH) // _MICROSECOND
 
 
 @lru_cache(maxsize=4)
@@ -28,37 +37,32 @@ def _session_key(secret: str) -> bytes:
     return hashlib.sha256(b"infinity-session:" + secret.encode()).digest()
 
 
-def new_session_id(*, visitor: int | None = None, started_at: datetime | None = None) -> int:
-    """A non-negative 63-bit id for the session of ``visitor`` starting at ``started_at``.
-
-    Without both, a random id (callers that serialise their own writes need no derivation).
-    """
-    if visitor is None or started_at is None:
-        return secrets.randbits(63)
+def new_session_id(*, visitor: int, started_at: datetime) -> int:
+    """The non-negative 63-bit id of the session ``visitor`` starts at ``started_at``."""
     slot = int(started_at.timestamp() // SESSION_GAP.total_seconds())
     return hash_to_int64(_session_key(settings.SECRET_KEY), f"{visitor}:{slot}".encode()) & (2**63 - 1)
 
 
-def assign_session(*, site_id: int, visitor: int, occurred_at: datetime, earlier_visitor: int | None = None) -> tuple[int, int]:
-    """Return ``(visitor, session)`` for an event of ``visitor`` at ``occurred_at``.
+def assign_batch_sessions(rows: list[dict], stored: dict[int, tuple[int, int]]) -> None:
+    """Set the ``session`` of a batch's rows (each with a visitor) as the rule applied to them one
+    at a time in time order would. ``stored`` maps a row's index to the (time in microseconds,
+    session) of its visitor's latest stored event within the gap; a row joins that or its
+    visitor's previous row in the batch, whichever is later."""
+    by_visitor: dict[int, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_visitor.setdefault(row["visitor"], []).append(index)
+    for indexes in by_visitor.values():
+        if len(indexes) == 1:  # the usual case: nothing earlier in the batch to join
+            _join_or_start(rows[indexes[0]], stored.get(indexes[0]))
+            continue
+        previous = None
+        for index in sorted(indexes, key=lambda i: rows[i]["occurred_at"]):
+            row, best, at = rows[index], stored.get(index), micros(rows[index]["occurred_at"])
+            if previous is not None and previous[0] > at - _GAP_MICROS and (best is None or previous[0] >= best[0]):
+                best = previous
+            _join_or_start(row, best)
+            previous = (at, row["session"])
 
-    ``earlier_visitor`` is the same person's id under yesterday's salt: if a session of
-    theirs is still going, the event joins it under that id, so a visit crossing midnight
-    stays one visitor and one session.
-    """
-    candidates = [visitor] if earlier_visitor is None else [visitor, earlier_visitor]
-    nearby = (
-        Event.objects.filter(
-            site_id=site_id,
-            visitor__in=candidates,
-            occurred_at__gt=occurred_at - SESSION_GAP,
-            occurred_at__lt=occurred_at + SESSION_GAP,
-            session__isnull=False,
-        )
-        .order_by("-occurred_at")
-        .values_list("visitor", "session")
-        .first()
-    )
-    if nearby is not None:
-        return nearby
-    return visitor, new_session_id(visitor=visitor, started_at=occurred_at)
+
+def _join_or_start(row: dict, found: tuple[int, int] | None) -> None:
+    row["session"] = found[1] if found else new_session_id(visitor=row["visitor"], started_at=row["occurred_at"])

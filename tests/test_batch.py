@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from accounts.keys import revoke_key
 from accounts.models import ApiKey
 from events.models import Event, Kind
-from events.sessions import assign_session
+from events.sessions import new_session_id
 from events.visitors import hash_caller_visitor
 
 URL = "/api/v1/events/batch"
@@ -175,9 +175,10 @@ def test_sessions_join_stored_events_and_each_other(api, cast):
     assert b.session == c.session == stored_session
     assert d.session == e.session != stored_session
     assert f.session not in {stored_session, d.session}
-    # Same answer as the one-at-a-time rule.
-    when = datetime(2024, 3, 1, 12, 40, tzinfo=UTC)
-    assert assign_session(site_id=cast.site.pk, visitor=visitor, occurred_at=when) == (visitor, d.session)
+    # The single endpoint, later, joins the batch's session by the same rule.
+    later = api.post("/api/v1/events", {"event_name": "g", "visitor_id": "u_9", "timestamp": "2024-03-01T12:40:00Z"})
+    later = event_for(later.json())
+    assert (later.visitor, later.session) == (visitor, d.session)
 
 
 def test_batch_is_in_the_openapi_schema(api):
@@ -226,12 +227,12 @@ def test_a_batch_stores_the_same_rows_as_the_single_endpoints(api):
 
 def test_metadata_texts_cut_one_encoding_into_rows():
     """Flat objects are cut out of one json.dumps; nested values fall back to one call each."""
-    from events.ingest import _metadata_texts
+    from events.storage import copy_metadata_texts
 
     flat = [{"a": 1, "b": "x}"}, {}, {"c": 'line\nbreak \\ "q"', "d": None, "e": 1.5}, {"f": "}{"}]
     nested = [{"a": [{"x": 1}, {"y": 2}]}, {"b": {"c": {}}}]
     for values in (flat, nested, flat + nested):
-        texts = _metadata_texts(values)
+        texts = copy_metadata_texts(values)
         assert [json.loads(t.replace("\\\\", "\\")) for t in texts] == values
 
 
@@ -297,37 +298,36 @@ MINUTES = st.lists(st.integers(0, 240), min_size=1, max_size=12, unique=True)
 @given(minutes=MINUTES, data=st.data())
 def test_batch_sessions_equal_the_one_at_a_time_rule(cast, minutes, data):
     """Sessions the batch assigns (stored events, then its own items in any order) equal those
-    of ``assign_session`` applied to the items one at a time in time order. Times are distinct
-    minutes: on equal times the rule leaves the choice open."""
+    of the rule applied by brute force to the items one at a time in time order: join the
+    latest event of the visitor less than 30 minutes away, else start a session. Times are
+    distinct minutes: on equal times the rule leaves the choice open."""
     from django.db import transaction
 
-    from events.ingest import _assign_sessions_bulk
+    from events import storage
+    from events.sessions import assign_batch_sessions
 
     Event.objects.all().delete()
     start = datetime(2024, 5, 1, tzinfo=UTC)
     visitors = data.draw(st.lists(st.sampled_from([11, 12, 13]), min_size=len(minutes), max_size=len(minutes)))
     stored = data.draw(st.lists(st.booleans(), min_size=len(minutes), max_size=len(minutes)))
     events = sorted(zip(minutes, visitors, stored, strict=True))
-
-    def store(visitor, minute, session):
-        Event.objects.create(site=cast.site, kind=Kind.CUSTOM, name="e", occurred_at=start + timedelta(minutes=minute),
-                             visitor=visitor, session=session)  # fmt: skip
+    seen = []  # (minute, visitor, session) of the events so far, one at a time
 
     def one_at_a_time(visitor, minute):
-        return assign_session(site_id=cast.site.pk, visitor=visitor, occurred_at=start + timedelta(minutes=minute))[1]
+        near = [(m, s) for m, v, s in seen if v == visitor and abs(m - minute) < 30]
+        session = max(near)[1] if near else new_session_id(visitor=visitor, started_at=start + timedelta(minutes=minute))
+        seen.append((minute, visitor, session))
+        return session
 
     for minute, visitor, _ in (e for e in events if e[2]):
-        store(visitor, minute, one_at_a_time(visitor, minute))
+        Event.objects.create(site=cast.site, kind=Kind.CUSTOM, name="e", occurred_at=start + timedelta(minutes=minute),
+                             visitor=visitor, session=one_at_a_time(visitor, minute))  # fmt: skip
     items = [(minute, visitor) for minute, visitor, is_stored in events if not is_stored]
-    expected = {}
-    with transaction.atomic():  # the items one at a time, in time order, then undone
-        for minute, visitor in items:
-            expected[minute] = one_at_a_time(visitor, minute)
-            store(visitor, minute, expected[minute])
-        transaction.set_rollback(True)
+    expected = {minute: one_at_a_time(visitor, minute) for minute, visitor in items}
     order = data.draw(st.permutations(items))
     rows = [{"visitor": visitor, "occurred_at": start + timedelta(minutes=minute), "session": None} for minute, visitor in order]
-    _assign_sessions_bulk(cast.site.pk, rows, {})
+    with transaction.atomic():
+        assign_batch_sessions(rows, storage.backend().nearby_sessions(cast.site.pk, rows))
     assert {minute: row["session"] for (minute, _), row in zip(order, rows, strict=True)} == expected
 
 

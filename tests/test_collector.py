@@ -420,14 +420,17 @@ def test_tracking_script_is_served_cacheable_and_cross_origin(client):
 
 
 def test_simultaneous_first_hits_of_a_visitor_share_a_session(cast):
-    # A page view and a custom event fired with it, handled by two workers that cannot see each other.
-    from events.sessions import assign_session
+    # A page view and a custom event fired with it, handled by two workers that cannot see each
+    # other: rows of one statement do not see each other either.
+    from events.ingest import store_rows
 
     now = timezone.now().replace(minute=10)
-    first = assign_session(site_id=cast.site.pk, visitor=42, occurred_at=now)
-    second = assign_session(site_id=cast.site.pk, visitor=42, occurred_at=now + timedelta(milliseconds=3))
-    assert first == second
-    assert assign_session(site_id=cast.site.pk, visitor=43, occurred_at=now)[1] != first[1]
+    rows = [{"site_id": cast.site.pk, "kind": int(Kind.PAGEVIEW), "name": "pageview", "occurred_at": at, "received_at": now,
+             "visitor": visitor, "session": None, "metadata": {}}
+            for visitor, at in ((42, now), (42, now + timedelta(milliseconds=3)), (43, now))]  # fmt: skip
+    first, second, other = (Event.objects.get(pk=pk) for pk in store_rows(rows))
+    assert first.session == second.session is not None
+    assert other.session != first.session
 
 
 @pytest.mark.parametrize("query", ["utm_source=%00", "ref=a%00b", "utm_medium=x%1Fy"])

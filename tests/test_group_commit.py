@@ -11,7 +11,7 @@ from django.db import IntegrityError, connection, connections
 from django.utils import timezone
 
 from events.groupcommit import GroupWriter
-from events.ingest import BATCH_EVENT, _event_row, ingest_one, store_rows
+from events.ingest import BATCH_EVENT, event_row, ingest_one, store_rows
 from events.models import Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,7 +38,8 @@ def test_concurrent_events_each_get_their_own_committed_row(cast):
 
 
 def _row(site, name, **extra):
-    row = _event_row(site, BATCH_EVENT, {"event_name": name, "metadata": {}, "timestamp": None}, now=timezone.now(), visitor=None)
+    data = {"event_name": name, "metadata": {}, "timestamp": None, "visitor_id": None}
+    row = event_row(site=site, kind=BATCH_EVENT, data=data, now=timezone.now())
     row.update(extra)
     return row
 

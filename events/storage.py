@@ -1,0 +1,368 @@
+"""Where events meet the database: every statement the events app sends, PostgreSQL and SQLite
+side by side.
+
+``backend()`` is the store of the default database. Both stores have the same interface:
+
+- ``insert(rows)``: single events and tracker hits in one transaction, committed on return. A
+  row with a visitor joins the session of its visitor's latest event within ``SESSION_GAP``
+  either side (or of its ``earlier_visitor``'s, taking that id); otherwise it keeps the new
+  session it carries.
+- ``nearby_sessions(site_id, rows)``: for a batch, each row's latest stored event by the same
+  rule, as (microseconds since the epoch, session).
+- ``copy(rows)``: a batch's rows, sessions assigned, inside the caller's transaction.
+
+Every lookup of the session rule is built by ``latest_session_sql``.
+"""
+
+import json
+import logging
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from datetime import UTC
+from functools import lru_cache
+
+import psycopg
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.utils.dateparse import parse_datetime
+
+from .models import Event
+from .sessions import SESSION_GAP, micros
+
+logger = logging.getLogger("events.storage")
+TABLE = Event._meta.db_table
+# The columns a tracker lookup returns: its time picks the later of a visitor's two ids.
+LATEST_COLUMNS = "e.occurred_at, e.visitor, e.session"
+NULL = "\\N"  # COPY's text format
+
+
+def latest_session_sql(*, site: str, visitor: str, low: str, high: str, columns: str = LATEST_COLUMNS) -> str:
+    """``columns`` of the latest event with a session of ``visitor`` on ``site`` strictly between
+    ``low`` and ``high`` (SQL expressions: the new event's time ± SESSION_GAP).
+
+    The bounds are row comparisons on (visitor, occurred_at): together they imply the visitor,
+    and only the (site, visitor, occurred_at) index can use them, so stale statistics cannot
+    lead the planner to the (site, occurred_at) index. Without a separate equality on the
+    visitor the backward index scan starts at the window, not at the visitor's newest event."""
+    return (
+        f"SELECT {columns} FROM {TABLE} e WHERE e.site_id = {site}"
+        f" AND (e.visitor, e.occurred_at) > ({visitor}, {low}) AND (e.visitor, e.occurred_at) < ({visitor}, {high})"
+        " AND e.session IS NOT NULL ORDER BY e.visitor DESC, e.occurred_at DESC LIMIT 1"
+    )
+
+
+def latest_of_sql(*, site: str, visitors: list[str], low: str, high: str) -> str:
+    """(occurred_at, visitor, session) of the latest of several visitor ids' latest events."""
+    lookups = [latest_session_sql(site=site, visitor=v, low=low, high=high) for v in visitors]
+    if len(lookups) == 1:
+        return lookups[0]
+    union = " UNION ALL ".join(f"SELECT * FROM ({lookup}) l{i}" for i, lookup in enumerate(lookups))
+    return f"SELECT u.occurred_at, u.visitor, u.session FROM ({union}) u ORDER BY u.occurred_at DESC LIMIT 1"
+
+
+@lru_cache(maxsize=4096)
+def _isoformat(value) -> str:
+    """Timestamps as text for JSON and COPY; a batch and concurrent requests share a few."""
+    return value.isoformat()
+
+
+def _concrete_fields():
+    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+    if any(f.attname != f.column for f in fields):
+        raise ImproperlyConfigured("rows are keyed by attribute name and stored by column name: they must agree")
+    return fields
+
+
+class PostgreSQL:
+    """Rows go in as one prepared statement (single events) or one COPY (a batch), whatever their
+    number; each finds its session inside the statement."""
+
+    GAP = f"interval '{int(SESSION_GAP.total_seconds())} seconds'"
+    # A batch's lookup: parameters (visitors as a bigint[] literal, times as a timestamptz[]
+    # literal, site id); rows (1-based index, microseconds since the epoch, session).
+    NEARBY_SQL = (
+        "SELECT b.i, (extract(epoch FROM e.occurred_at) * 1000000)::bigint, e.session"
+        " FROM unnest(%s::bigint[], %s::timestamptz[]) WITH ORDINALITY AS b(visitor, at, i) CROSS JOIN LATERAL ("
+        + latest_session_sql(site="%s", visitor="b.visitor", low=f"b.at - {GAP}", high=f"b.at + {GAP}",
+                             columns="e.occurred_at, e.session")
+        + ") e"
+    )  # fmt: skip
+    # The lookup's rows come in index order only from the (site, visitor, occurred_at) index:
+    # with sorts off the planner takes no other, even for a site newer than the statistics.
+    # SET LOCAL lasts to the end of the batch's transaction, so JIT goes too, or the id
+    # reservation's ORDER BY, costed past jit_above_cost without sorts, would be compiled.
+    LOOKUP_GUARD = "SET LOCAL enable_sort = off; SET LOCAL jit = off"
+    COPY_VARYING = ("site_id", "kind", "name", "occurred_at", "received_at", "visitor", "session", "metadata",
+                    "price", "currency", "quantity", "product_name")  # fmt: skip
+    COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+    def __init__(self):
+        self._inserts: dict[bool, str] = {}
+        self._copy_plan: tuple[str, str, str] | None = None
+        self._cursors = threading.local()
+        self.statistics = FreshStatistics()
+
+    # --- single events and tracker hits ---------------------------------------------------
+
+    def insert_sql(self, *, earlier: bool) -> str:
+        """The INSERT of any number of rows, given as one JSON array; ``earlier``: rows may carry an
+        ``earlier_visitor`` whose session they join under that id.
+
+        ``json_populate_recordset`` turns the array into rows of the table's type, each column a
+        row omits taken from the model's defaults, so the client encodes all rows with one
+        ``json.dumps`` and PostgreSQL plans the statement once per connection."""
+        if earlier not in self._inserts:
+            qn = connection.ops.quote_name
+            fields = _concrete_fields()
+            defaults = {f.column: f.default for f in fields if f.has_default() and not callable(f.default)}
+            base = f"json_populate_record(NULL::{qn(TABLE)}, '{json.dumps(defaults).replace(chr(39), chr(39) * 2)}'::json)"
+            window = {"low": f"b.occurred_at - {self.GAP}", "high": f"b.occurred_at + {self.GAP}"}
+            if earlier:
+                latest = latest_of_sql(site="b.site_id", visitors=["b.visitor", "(j.doc->>'earlier_visitor')::bigint"], **window)
+                source = (
+                    "json_array_elements(%s::json) WITH ORDINALITY AS j(doc, ordinality)"
+                    f" CROSS JOIN LATERAL json_populate_record({base}, j.doc) AS b LEFT JOIN LATERAL ({latest}) s ON true"
+                    " ORDER BY j.ordinality"
+                )
+                found = {"visitor": "s.visitor", "session": "s.session"}
+            else:
+                source = f"json_populate_recordset({base}, %s::json) WITH ORDINALITY AS b ORDER BY b.ordinality"
+                lookup = latest_session_sql(site="b.site_id", visitor="b.visitor", columns="e.session", **window)
+                found = {"session": f"({lookup})"}
+            columns = [f"COALESCE({found[f.column]}, b.{qn(f.column)})" if f.column in found else f"b.{qn(f.column)}"
+                       for f in fields]  # fmt: skip
+            self._inserts[earlier] = (
+                f"INSERT INTO {qn(TABLE)} ({', '.join(qn(f.column) for f in fields)}) SELECT {', '.join(columns)}"
+                f" FROM {source} RETURNING {qn('id')}"
+            )
+        return self._inserts[earlier]
+
+    def insert(self, rows: list[dict]) -> list[int]:
+        # The two-id lookup costs every row a second probe: only groups with a tracker hit pay it.
+        sql = self.insert_sql(earlier=any(row.get("earlier_visitor") is not None for row in rows))
+        payload = [{**row, "occurred_at": _isoformat(row["occurred_at"]), "received_at": _isoformat(row["received_at"])}
+                   for row in rows]  # fmt: skip
+        # ensure_ascii off: UTF-8 as is (the parsers refuse lone surrogates).
+        with self._cursor(sql) as cur:
+            cur.execute(sql, [json.dumps(payload, ensure_ascii=False, check_circular=False)], prepare=True)
+            ids = [event_id for (event_id,) in cur.fetchall()]
+        self.statistics.note_stored(len(ids))
+        return ids
+
+    # --- batches ---------------------------------------------------------------------------
+
+    def nearby_sessions(self, site_id: int, rows: list[dict]) -> dict[int, tuple[int, int]]:
+        with connection.cursor() as cur:
+            # Django's client-side binding sends the guard and the lookup in one round trip; arrays
+            # as literals, far cheaper than adapting each value.
+            cur.execute(
+                f"{self.LOOKUP_GUARD}; {self.NEARBY_SQL}",
+                [
+                    "{" + ",".join([str(r["visitor"]) for r in rows]) + "}",
+                    "{" + ",".join([_isoformat(r["occurred_at"]) for r in rows]) + "}",
+                    site_id,
+                ],
+            )
+            for _ in range(self.LOOKUP_GUARD.count(";") + 1):  # past the SETs' results
+                cur.nextset()
+            return {i - 1: (at, session) for i, at, session in cur.fetchall()}
+
+    def copy(self, rows: list[dict]) -> list[int]:
+        """COPY in text format: PostgreSQL writes its rows many at a time, an INSERT one by one."""
+        copy_sql, constant, _ = self.copy_plan()
+        ids = self.reserve_ids(len(rows))
+        esc = self.COPY_ESCAPES
+        lines = []
+        for event_id, row, metadata in zip(ids, rows, copy_metadata_texts([row["metadata"] for row in rows]), strict=True):
+            price, quantity, visitor, session = row.get("price"), row.get("quantity"), row["visitor"], row["session"]
+            lines.append(
+                f"{event_id}\t{row['site_id']}\t{row['kind']}\t{row['name'].translate(esc)}\t"
+                f"{_isoformat(row['occurred_at'])}\t{_isoformat(row['received_at'])}\t"
+                f"{NULL if visitor is None else visitor}\t{NULL if session is None else session}\t{metadata}\t"
+                f"{NULL if price is None else price}\t{row.get('currency', '').translate(esc)}\t"
+                f"{NULL if quantity is None else quantity}\t{row.get('product_name', '').translate(esc)}{constant}\n"
+            )
+        with self._cursor(copy_sql) as cur, cur.copy(copy_sql) as copy:
+            copy.write("".join(lines).encode())
+        self.statistics.note_stored(len(ids))
+        return ids
+
+    def copy_plan(self) -> tuple[str, str, str]:
+        """(the COPY statement, the text of the constant columns after the varying ones, the id
+        sequence's name)."""
+        if self._copy_plan is None:
+            fields = {f.column: f for f in _concrete_fields()}
+            if not set(self.COPY_VARYING) <= set(fields):
+                raise ImproperlyConfigured(f"COPY names columns the table lacks: {set(self.COPY_VARYING) - set(fields)}")
+            constant = [f for column, f in fields.items() if column not in self.COPY_VARYING]
+            if not all(f.has_default() and isinstance(f.default, str) for f in constant):
+                raise ImproperlyConfigured("a column the batch leaves out needs a text default")
+            qn = connection.ops.quote_name
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [TABLE])
+                (sequence,) = cur.fetchone()
+            names = ", ".join(qn(c) for c in ("id", *self.COPY_VARYING, *(f.column for f in constant)))
+            self._copy_plan = (
+                f"COPY {qn(TABLE)} ({names}) FROM STDIN",
+                "".join("\t" + f.default.translate(self.COPY_ESCAPES) for f in constant),
+                sequence,
+            )
+        return self._copy_plan
+
+    def reserve_ids(self, count: int) -> list[int]:
+        """Inside a transaction: ``count`` new event ids, in order, for rows written with their ids.
+        The table's ROW EXCLUSIVE lock comes first, as an INSERT takes it before its ids: the
+        rollups count the transactions holding it as writers (``settled_event_id``)."""
+        sequence = self.copy_plan()[2]
+        sql = (
+            f"LOCK TABLE {connection.ops.quote_name(TABLE)} IN ROW EXCLUSIVE MODE;"
+            f" SELECT nextval('{sequence}') FROM generate_series(1, {count:d}) ORDER BY 1"
+        )
+        with self._cursor(sql) as cur:
+            cur.execute(sql)
+            cur.nextset()
+            return [event_id for (event_id,) in cur.fetchall()]
+
+    @contextmanager
+    def _cursor(self, sql: str):
+        """This thread's psycopg cursor with server-side binding (Django's binds on the client,
+        which cannot prepare), with Django's error classes and query log."""
+        db = connections[DEFAULT_DB_ALIAS]
+        db.ensure_connection()
+        cur = getattr(self._cursors, "cursor", None)
+        if cur is None or cur.closed or cur.connection is not db.connection:
+            cur = self._cursors.cursor = psycopg.Cursor(db.connection)
+        started = time.monotonic()
+        with db.wrap_database_errors:
+            yield cur
+        if db.queries_logged:
+            db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+
+
+def copy_metadata_texts(values: list[dict]) -> list[str]:
+    """Each flat metadata dict as JSON escaped for COPY, cut out of one ``json.dumps`` of them all.
+
+    The list is encoded with ``\\x00`` between items, which json.dumps never writes itself, and
+    in a flat object a separator never follows ``}``: so ``}\\x00{`` occurs exactly between two
+    items. When a value is a container the pieces do not add up, and each is encoded alone."""
+    text = json.dumps(values, ensure_ascii=False, check_circular=False, separators=("\x00", ":"))
+    pieces = text[1:-1].replace("}\x00{", "}\x01{").replace("\x00", ",").replace("\\", "\\\\").split("\x01")
+    if len(pieces) == len(values):
+        return pieces
+    return [json.dumps(v, ensure_ascii=False, separators=(",", ":")).replace("\\", "\\\\") for v in values]
+
+
+class FreshStatistics:
+    """Keeps the planner statistics of a young events table current.
+
+    The session lookups are planned from the last ANALYZE, which on a new installation saw an
+    empty table; until autovacuum runs (if it ever does) the planner misjudges every range and
+    reads whole sites. So after ``first_check`` rows this process stores, then each time its
+    total doubles (at most every ``check_every`` rows), a background thread ANALYZEs the table
+    if it has more than doubled since; past ``young`` rows autovacuum's own rule keeps up."""
+
+    first_check = 1_000
+    check_every = 20_000
+    young = 1_000_000
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.total = 0
+        self.next = self.first_check
+        self.busy = False
+        self.done = False
+
+    def note_stored(self, count: int) -> None:
+        """Count stored rows; the check runs in a thread, so it never delays or fails a write."""
+        if self.done:
+            return
+        with self._lock:
+            self.total += count
+            due = self.total >= self.next and not self.busy
+            if due:
+                self.next = self.total + min(self.check_every, self.total)
+                self.busy = True
+        if due:
+            threading.Thread(target=self._refresh, name="events-statistics", daemon=True).start()
+
+    def _refresh(self) -> None:
+        try:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT c.reltuples, s.n_mod_since_analyze FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid"
+                    " WHERE c.oid = %s::regclass",
+                    [TABLE],
+                )
+                row = cur.fetchone()
+                if row is not None and row[0] >= self.young:
+                    self.done = True
+                elif row is not None and row[1] > max(self.first_check, row[0]):  # reltuples is -1 before any ANALYZE
+                    cur.execute(f"ANALYZE {connection.ops.quote_name(TABLE)}")
+        except Exception as exc:  # housekeeping: never fail a write
+            logger.warning("could not refresh the events table's statistics: %s", exc)
+        finally:
+            connection.close()
+            self.busy = False
+
+
+class SQLite:
+    """The embedded database: one writer at a time, so rows go in one by one, each after its
+    session lookup, several in one transaction."""
+
+    def insert(self, rows: list[dict]) -> list[int]:
+        ids = []
+        with transaction.atomic() if len(rows) > 1 else nullcontext():
+            for row in rows:
+                fields = dict(row)
+                earlier = fields.pop("earlier_visitor", None)
+                if fields["visitor"] is not None:
+                    found = self._latest(fields["site_id"], [fields["visitor"], earlier], fields["occurred_at"])
+                    if found is not None:
+                        _, fields["visitor"], fields["session"] = found
+                event = Event(**fields)
+                event.save(force_insert=True)
+                ids.append(event.pk)
+        return ids
+
+    def nearby_sessions(self, site_id: int, rows: list[dict]) -> dict[int, tuple[int, int]]:
+        nearby = {}
+        for index, row in enumerate(rows):
+            found = self._latest(site_id, [row["visitor"]], row["occurred_at"])
+            if found is not None:
+                nearby[index] = (micros(found[0]), found[2])
+        return nearby
+
+    def copy(self, rows: list[dict]) -> list[int]:
+        return [event.pk for event in Event.objects.bulk_create([Event(**row) for row in rows])]
+
+    def _latest(self, site_id: int, visitors: list, at) -> tuple | None:
+        """(occurred_at, visitor, session) of the latest event of ``visitors`` within the gap."""
+        visitors = [v for v in visitors if v is not None]
+        sql = self._latest_sql(len(visitors))
+        adapt = connection.ops.adapt_datetimefield_value
+        params = {"site": site_id, "low": adapt(at - SESSION_GAP), "high": adapt(at + SESSION_GAP)}
+        params.update((f"v{i}", v) for i, v in enumerate(visitors))
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+            found = cur.fetchone()
+        if found is None:
+            return None
+        when = found[0] if not isinstance(found[0], str) else parse_datetime(found[0])
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)), found[1], found[2]
+
+    @staticmethod
+    @lru_cache(maxsize=2)
+    def _latest_sql(count: int) -> str:
+        return latest_of_sql(site="%(site)s", visitors=[f"%(v{i})s" for i in range(count)], low="%(low)s", high="%(high)s")
+
+
+BACKENDS = {"postgresql": PostgreSQL(), "sqlite": SQLite()}
+
+
+def backend() -> PostgreSQL | SQLite:
+    """The store for the default database's vendor."""
+    store = BACKENDS.get(connection.vendor)
+    if store is None:
+        raise ImproperlyConfigured(f"events cannot be stored in {connection.vendor}: PostgreSQL or SQLite")
+    return store
