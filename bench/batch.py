@@ -2,6 +2,7 @@
 
     python -m bench batch [--db bench_ingest] [--duration 20] [--connections 4] [--size 500]
                           [--server gunicorn:gthread] [--workers 2] [--threads 8] [--rounds 3]
+                          [--baseline DIR]
 
 Builds batches of ``--size`` items (90 % custom events with metadata, 10 % purchases, 5,000
 visitors, timestamps within the last hour), posts them for ``--duration`` seconds from
@@ -10,10 +11,15 @@ visitors, timestamps within the last hour), posts them for ``--duration`` second
 for those items (hashed visitor, session, metadata…) — into the same table (same indexes and
 constraints), one COPY per slice, timing them; taking the two in turns keeps both sides of
 the ratio on the same stretch of the machine. Prints both
-rates and their ratio (target ≥ 50 %), and the CPU per 1,000 events on each side: the
+rates and their ratio (target ≥ 45 %), and the CPU per 1,000 events on each side: the
 server's, PostgreSQL's and Redis's processes (``bench/cpu.py``) and the load client during
 the endpoint's slices; this process (encoding and sending, the rows built before) and
 PostgreSQL's during the COPYs.
+
+With ``--baseline DIR`` a server started from the checkout in DIR (with its own ``.venv``, the
+same database and arguments) takes its slices in turn with this one's, each followed by its
+COPY; both are reported, and this checkout's events/s as a share of the baseline's (target
+≥ 90 %).
 """
 
 import argparse
@@ -22,14 +28,17 @@ import random
 import sys
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 from bench import cpu
 from bench.client import LoadResult, build_request, run_load
-from bench.common import bench_site_and_key, machine, ms, percent, prepare_database, server_env
-from bench.servers import running_server
+from bench.common import bench_site_and_key, key_from_checkout, machine, ms, percent, prepare_database, server_env
+from bench.servers import checkout, running_server
 
-TARGET_RATIO = 0.50
+TARGET_RATIO = 0.45
+TARGET_VS_BASELINE = 0.90
+SITE = "batch.bench.example.com"
 PRODUCTS = [("Premium Plan", 2999), ("Business Plan", 9900), ("Starter Plan", 900)]
 NAMES = ["signup", "download", "cta_click", "newsletter_subscribe", "invite_sent"]
 
@@ -88,6 +97,70 @@ def accepted_items(result) -> int:
     return sum(json.loads(body)["accepted"] for body in result.bodies if body.startswith(b'{"success"'))
 
 
+class Side:
+    """One server's share of the run: its endpoint slices and the COPYs of as many rows."""
+
+    def __init__(self, label: str, base: str, requests: list):
+        self.label, self.base, self.requests = label, base, requests
+        self.result, self.stored, self.copy_seconds, self.copy_client = LoadResult(), 0, 0.0, 0.0
+        self.endpoint_cpu, self.copy_cpu = dict.fromkeys(cpu.GROUPS, 0.0), dict.fromkeys(cpu.GROUPS, 0.0)
+
+    def slice(self, site, items, *, connections: int, duration: float) -> None:
+        """A slice of the endpoint, then a COPY of as many rows as it accepted."""
+        from django.db import connection
+
+        from events.models import Event
+
+        before = Event.objects.filter(site=site).count()
+        cpu.close_and_reap(connection)  # the last COPY's backend, out of this slice's count
+        snap = cpu.snapshot(self.base)
+        part = run_load(self.base, lambda seq: self.requests[seq % len(self.requests)], connections=connections,
+                        duration=duration, keep_bodies=True)  # fmt: skip
+        cpu.add_used(self.endpoint_cpu, snap, cpu.snapshot(self.base))
+        self.stored += Event.objects.filter(site=site).count() - before
+        snap = cpu.snapshot(self.base)
+        seconds, own = copy_rows(site, items, accepted_items(part))
+        cpu.add_used(self.copy_cpu, snap, cpu.snapshot(self.base))
+        self.copy_seconds += seconds
+        self.copy_client += own
+        self.result.add(part)
+
+    @property
+    def accepted(self) -> int:
+        return accepted_items(self.result)
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.result.duration if self.result.duration else 0.0
+
+    @property
+    def ratio(self) -> float:
+        """The endpoint's events/s as a share of COPY's rows/s."""
+        return self.rate * self.copy_seconds / self.accepted if self.accepted else 0.0
+
+    def report(self, rounds: int) -> list[tuple[str, bool]]:
+        result, accepted = self.result, self.accepted
+        copy_rate = accepted / self.copy_seconds if self.copy_seconds else 0.0
+        print(f"{self.label}")
+        print(f"  batch endpoint: {self.rate:>10,.0f} events/s  ({result.completed:,} batches, {accepted:,} events in "
+              f"{result.duration:.1f} s; p50 {ms(result.percentile(50))}, p99 {ms(result.percentile(99))} per batch; "
+              f"errors {result.errors}; stored {self.stored:,})")  # fmt: skip
+        print(f"  raw COPY:       {copy_rate:>10,.0f} rows/s    ({accepted:,} rows in {self.copy_seconds:.2f} s, "
+              f"{rounds} COPYs of one transaction each, after each slice)")  # fmt: skip
+        if accepted:
+            per = {g: 1e6 * v / accepted for g, v in self.endpoint_cpu.items()}
+            print(f"  CPU per 1,000 events, endpoint: server {per['server']:.1f} ms, PostgreSQL {per['postgres']:.1f} ms, "
+                  f"Redis {per['redis']:.1f} ms, load client {1e6 * result.client_cpu / accepted:.1f} ms")  # fmt: skip
+            per = {g: 1e6 * v / accepted for g, v in self.copy_cpu.items()}
+            print(f"  CPU per 1,000 rows, COPY:       client {1e6 * self.copy_client / accepted:.1f} ms (the rows built "
+                  f"before), PostgreSQL {per['postgres']:.1f} ms")  # fmt: skip
+        return [
+            (f"{self.label}: ratio {percent(self.ratio)} (target ≥ {TARGET_RATIO:.0%})", self.ratio >= TARGET_RATIO),
+            (f"errors {result.errors}", result.errors == 0),
+            (f"stored == accepted: {self.stored == accepted}", self.stored == accepted),
+        ]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench batch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", help="PostgreSQL database (name or URL); default DATABASE_URL or bench_ingest")
@@ -98,69 +171,55 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="slices of the endpoint, each followed by its COPY")
+    parser.add_argument("--baseline", metavar="DIR", help="also drive a server of the checkout in DIR, in turns with this one")
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.connections <= 64 or not 0 < args.size <= 500 or not 1 <= args.rounds <= 30:
         raise SystemExit("--duration in (0, 600], --connections in (0, 64], --size in (0, 500], --rounds in [1, 30]")
+    baseline_root = checkout(args.baseline) if args.baseline else None
 
     prepare_database(args.db, default="bench_ingest")
     from django.db import connection
 
-    from events.models import Event
-
-    site, raw_key = bench_site_and_key("batch.bench.example.com")
+    site, raw_key = bench_site_and_key(SITE)
+    baseline_key = key_from_checkout(baseline_root, SITE) if baseline_root else None
     run = f"bench-batch-{uuid.uuid4().hex[:10]}"
-    rng = random.Random(4)
-    now = datetime.now(UTC)
-    items = make_items(rng, args.size * 40, run, now)
+    items = make_items(random.Random(4), args.size * 40, run, datetime.now(UTC))
     bodies = [json.dumps({"events": items[i : i + args.size]}).encode() for i in range(0, len(items), args.size)]
-    headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
-    requests = [build_request("POST", "/api/v1/events/batch", "127.0.0.1", headers, body) for body in bodies]
+
+    def requests(key):
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        return [build_request("POST", "/api/v1/events/batch", "127.0.0.1", headers, body) for body in bodies]
+
     print(f"machine: {machine()}")
     print(f"server: {args.server}, {args.workers} workers; PostgreSQL {connection.settings_dict['NAME']}; "
           f"{args.connections} connections x {args.duration:.0f} s; {args.size} items per batch "
           f"(~{len(bodies[0]) // 1024} KB)")  # fmt: skip
+    if baseline_root:
+        print(f"baseline: {baseline_root} (its own code and .venv; same database, server and arguments), in turns")
     connection.close()
-    env = server_env(RATE_LIMIT_EVENTS=10**9)
-    result, stored, copy_seconds = LoadResult(), 0, 0.0
-    endpoint_cpu, copy_cpu, copy_client = dict.fromkeys(cpu.GROUPS, 0.0), dict.fromkeys(cpu.GROUPS, 0.0), 0.0
-    with running_server(server=args.server, workers=args.workers, threads=args.threads, env=env) as base:
-        run_load(base, lambda seq: requests[seq % len(requests)], connections=args.connections, duration=2)  # warm-up
-        # In turns: a slice of the endpoint, then a COPY of as many rows, so both sides of the
-        # ratio share the same stretch of a machine whose speed drifts (the server idles meanwhile).
-        for _ in range(args.rounds):
-            before = Event.objects.filter(site=site).count()
-            cpu.close_and_reap(connection)  # the last slice's COPY backend, out of this slice's count
-            snap = cpu.snapshot(base)
-            part = run_load(base, lambda seq: requests[seq % len(requests)], connections=args.connections,
-                            duration=args.duration / args.rounds, keep_bodies=True)  # fmt: skip
-            cpu.add_used(endpoint_cpu, snap, cpu.snapshot(base))
-            stored += Event.objects.filter(site=site).count() - before
-            snap = cpu.snapshot(base)
-            seconds, own = copy_rows(site, items, accepted_items(part))
-            cpu.add_used(copy_cpu, snap, cpu.snapshot(base))
-            copy_seconds += seconds
-            copy_client += own
-            result.add(part)
-    accepted = accepted_items(result)
-    batch_rate = accepted / result.duration
-    copy_rate = accepted / copy_seconds
-    print(f"batch endpoint: {batch_rate:>10,.0f} events/s  ({result.completed:,} batches, {accepted:,} events in "
-          f"{result.duration:.1f} s; p50 {ms(result.percentile(50))}, p99 {ms(result.percentile(99))} per batch; "
-          f"errors {result.errors}; stored {stored:,})")  # fmt: skip
-    print(f"raw COPY:       {copy_rate:>10,.0f} rows/s    ({accepted:,} rows in {copy_seconds:.2f} s, "
-          f"{args.rounds} COPYs of one transaction each, after each slice)")  # fmt: skip
-    if accepted:
-        per = {g: 1e6 * v / accepted for g, v in endpoint_cpu.items()}
-        print(f"CPU per 1,000 events, endpoint: server {per['server']:.1f} ms, PostgreSQL {per['postgres']:.1f} ms, "
-              f"Redis {per['redis']:.1f} ms, load client {1e6 * result.client_cpu / accepted:.1f} ms")  # fmt: skip
-        per = {g: 1e6 * v / accepted for g, v in copy_cpu.items()}
-        print(f"CPU per 1,000 rows, COPY:       client {1e6 * copy_client / accepted:.1f} ms (the rows built before), "
-              f"PostgreSQL {per['postgres']:.1f} ms")  # fmt: skip
-    ratio = batch_rate / copy_rate if copy_rate else 0.0
-    good = ratio >= TARGET_RATIO and result.errors == 0 and stored == accepted
-    print(f"ratio {percent(ratio)} (target ≥ {TARGET_RATIO:.0%}); errors {result.errors}; "
-          f"stored == accepted: {stored == accepted} -> {'ok' if good else 'MISSED'}")  # fmt: skip
-    return 0 if good else 1
+    launch = {"server": args.server, "workers": args.workers, "threads": args.threads, "env": server_env(RATE_LIMIT_EVENTS=10**9)}
+    baseline_server = running_server(**launch, root=baseline_root) if baseline_root else nullcontext()
+    with running_server(**launch) as base, baseline_server as old:
+        sides = [Side("this checkout", base, requests(raw_key))]
+        if old:
+            sides.append(Side(f"baseline {baseline_root}", old, requests(baseline_key)))
+        for side in sides:  # warm-up
+            run_load(side.base, lambda seq, side=side: side.requests[seq % len(side.requests)], connections=args.connections,
+                     duration=2)  # fmt: skip
+        # In turns, every other round in reverse order: each slice followed by a COPY of as many
+        # rows, so that every side of every ratio shares the same stretch of a drifting machine.
+        for turn in range(args.rounds):
+            for side in sides if turn % 2 == 0 else reversed(sides):
+                side.slice(site, items, connections=args.connections, duration=args.duration / args.rounds)
+    verdicts = [verdict for side in sides for verdict in side.report(args.rounds)]
+    if old:
+        new, before = sides
+        ratio = new.rate / before.rate if before.rate else 0.0
+        print(f"this checkout / baseline: {percent(ratio)} of the events/s ({new.rate:,.0f} vs {before.rate:,.0f}); "
+              f"p99 per batch {ms(new.result.percentile(99))} vs {ms(before.result.percentile(99))}")  # fmt: skip
+        verdicts.append((f"vs baseline {percent(ratio)} (target ≥ {TARGET_VS_BASELINE:.0%})", ratio >= TARGET_VS_BASELINE))
+    print("; ".join(f"{text} {'ok' if good else 'MISSED'}" for text, good in verdicts))
+    return 0 if all(good for _, good in verdicts) else 1
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@
 master and workers carry ``127.0.0.1:<port>`` in their command line), of PostgreSQL (every
 ``postgres`` process) and of Redis, each process's own and that of its children that ended
 (``cutime``/``cstime``): a backend or autovacuum worker that exits between two snapshots moves
-its CPU into the postmaster's, instead of out of the sum (without it, a phase in which Django
-recycled its connections, CONN_MAX_AGE, printed PostgreSQL 0.00 ms). The difference of two
+its CPU into the postmaster's, instead of out of the sum. The difference of two
 snapshots divided by the requests served is the CPU each request cost on each side. Elsewhere
 than Linux it returns zeros.
 """
@@ -59,8 +58,7 @@ def close_and_reap(connection) -> None:
     postmaster has reaped it. A backend that has exited but not been reaped yet is in neither
     count: a zombie has no command line, and its CPU joins the postmaster's ``cutime`` only when
     reaped. Closed just before a snapshot, its whole lifetime's CPU (the batch benchmark's
-    COPYs) would land in the next phase: seen as the endpoint's PostgreSQL CPU per 1,000 events
-    ~15 ms too high."""
+    COPYs) would land in the next phase."""
     pid = None
     if connection.connection is not None and connection.vendor == "postgresql":
         pid = connection.connection.info.backend_pid

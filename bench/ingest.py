@@ -1,23 +1,28 @@
-"""Ingestion benchmark: ``POST /api/v1/events`` against a bare Django view, in one run.
+"""Ingestion benchmark: ``POST /api/v1/events`` under concurrent keep-alive clients.
 
-    python -m bench ingest [--db bench_ingest] [--duration 30] [--connections 32]
-                           [--server gunicorn:gthread|gunicorn|granian] [--workers 2] [--threads 8] [--lean] [--rounds 3]
+    python -m bench ingest [--db bench_ingest] [--duration 30] [--connections 32] [--rounds 3]
+                           [--server gunicorn:gthread|gunicorn|granian] [--workers 2] [--threads 8]
+                           [--baseline DIR] [--bare] [--lean] [--parts]
 
-Starts the app (PostgreSQL from ``--db``/DATABASE_URL, Redis throttles from REDIS_URL,
-default redis://127.0.0.1:6379/0, the events limit raised for the run), warms it up, then
-drives ``--connections`` concurrent keep-alive clients for ``--duration`` seconds at:
-1. ``/bench/bare`` — a Django view through the same middleware, no DRF, no database;
-2. ``/api/v1/events`` — the reference event with a varying visitor and metadata (requests built before the run);
-3. with ``--lean``, ``/api/v1/bench/lean-event``: the same work without DRF (``bench/urls.py``), not a target;
-4. with ``--parts``, ``POST /events`` with one part of its work taken out or replaced
-   (``bench.urls.PARTS``: without the write, the group commit over a sleep instead of
-   PostgreSQL, without the Redis round trip), each as long: what each part costs the ratio.
-Each phase runs ``--duration`` seconds in all, as ``--rounds`` slices taken in turn (default
-3 × 10 s: bare, events, bare, events, …), so both sides of the ratio share the same stretch of
-the machine. It prints requests/s, p50/p99 and errors for both, the CPU each request cost the server,
-PostgreSQL, Redis and the load client (``bench/cpu.py``), the ratio, and checks that the rows
-stored under the run's event name equal the acknowledged (201) responses.
-Targets (issue 4): ≥ 60 % of the baseline, p99 ≤ 50 ms, 0 errors.
+Starts the app (PostgreSQL from ``--db``/DATABASE_URL, Redis throttles from REDIS_URL, default
+redis://127.0.0.1:6379/0, the events limit raised for the run), warms it up, then drives
+``--connections`` clients for ``--duration`` seconds at each phase:
+
+- ``events``: the reference event with a varying visitor and metadata (requests built before);
+- with ``--baseline DIR``, the same requests at a server started from the checkout in DIR (with
+  its own ``.venv``, the same database and arguments): the code before a change, beside it;
+- with ``--bare``, ``/bench/bare``: a Django view through the same middleware, no DRF, no database;
+- with ``--lean``, the event endpoint without DRF (``bench/urls.py``);
+- with ``--parts``, ``POST /events`` with one part of its work taken out or replaced
+  (``bench.urls.PARTS``).
+
+Each phase runs ``--duration`` seconds in all, as ``--rounds`` slices taken in turn, the order
+reversed every other round, so that all phases share the same stretch of a machine whose speed
+drifts. It prints events/s, p50/p99 and errors per phase, the CPU each request cost the
+server, PostgreSQL, Redis and the load client (``bench/cpu.py``), and checks that the rows
+stored under each phase's event name equal its acknowledged (201) responses.
+Targets: p99 ≤ 50 ms, 0 errors, stored = acknowledged; with ``--baseline``, events/s at least
+90 % of the baseline's.
 """
 
 import argparse
@@ -29,12 +34,14 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import nullcontext
 
 from bench import cpu
 from bench.client import LoadResult, build_request, run_load
 from bench.common import (
     bench_site_and_key,
     commit_latency,
+    key_from_checkout,
     load_average,
     machine,
     ms,
@@ -42,17 +49,16 @@ from bench.common import (
     prepare_database,
     server_env,
 )
-from bench.servers import running_server
+from bench.servers import checkout, running_server
 
-TARGET_RATIO = 0.60
 TARGET_P99 = 0.050
+TARGET_VS_BASELINE = 0.90
+SITE = "ingest.bench.example.com"
 
 
 def event_requests(raw_key: str, name: str, *, visitors: int, host: str = "127.0.0.1", path: str = "/api/v1/events"):
-    """The reference event with a varying visitor, plan and sequence number, built before the run
-    (one cycle of ``3 * visitors`` requests, 0.46 s for the default 20,000 visitors) as the bare
-    view's constant request is: the load client shares the server's two cores, and encoding a
-    body per request cost it 4.7 µs (timeit), charged to the ingest side."""
+    """The reference event with a varying visitor, plan and sequence number, one cycle of
+    ``3 * visitors`` requests built before the run: the load client shares the server's cores."""
     headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
     plans = ("free", "pro", "business")
     bodies = (
@@ -93,16 +99,16 @@ def line(label: str, result, unit: str) -> str:
     )
 
 
-def interleaved(base, phases: dict, *, connections: int, duration: float, rounds: int):
-    """Run each phase for ``duration`` seconds in all, as ``rounds`` slices taken in turn
-    (bare, events, bare, events, …), so that both sides of the ratio share the same stretch of
-    the machine: this VM's speed drifts by tens of percent within minutes, and back-to-back
-    30 s phases moved the ratio between runs by as much. → ({phase: merged LoadResult},
+def interleaved(phases: dict, *, connections: int, duration: float, rounds: int):
+    """Run each phase — ``name: (base URL, make_request)`` — for ``duration`` seconds in all, as
+    ``rounds`` slices taken in turn, every other round in reverse order (a, b, b, a, a, b …), so
+    that every phase shares each stretch of the machine. → ({phase: merged LoadResult},
     {phase: CPU seconds used per group over its slices})."""
     results = {name: LoadResult() for name in phases}
     used = {name: dict.fromkeys(cpu.GROUPS, 0.0) for name in phases}
-    for _ in range(rounds):
-        for name, requests in phases.items():
+    for turn in range(rounds):
+        for name in phases if turn % 2 == 0 else reversed(phases):
+            base, requests = phases[name]
             before = cpu.snapshot(base)
             results[name].add(run_load(base, requests, connections=connections, duration=duration / rounds))
             cpu.add_used(used[name], before, cpu.snapshot(base))
@@ -119,13 +125,16 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--visitors", type=int, default=20000, help="distinct visitor_ids cycled through")
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--no-wrk", action="store_true", help="skip the wrk cross-check of the baseline")
+    parser.add_argument("--baseline", metavar="DIR", help="also drive a server of the checkout in DIR, in turns with this one")
+    parser.add_argument("--bare", action="store_true", help="also drive a bare Django view (/bench/bare), as long")
+    parser.add_argument("--no-wrk", action="store_true", help="with --bare: skip the wrk cross-check of the bare view")
     parser.add_argument("--lean", action="store_true", help="also drive the event view without DRF (bench.urls), as long")
     parser.add_argument("--parts", action="store_true", help="also drive POST /events with one part taken out (bench.urls.PARTS)")
     parser.add_argument("--rounds", type=int, default=3, help="slices each phase's duration is run in, taken in turn")
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.connections <= 256 or not 1 <= args.rounds <= 30:
         raise SystemExit("--duration must be in (0, 600] s, --connections in (0, 256] and --rounds in [1, 30]")
+    baseline_root = checkout(args.baseline) if args.baseline else None
 
     prepare_database(args.db, default="bench_ingest")
     from django.db import connection
@@ -133,7 +142,8 @@ def main(argv=None):
     from bench.urls import PARTS
     from events.models import Event
 
-    site, raw_key = bench_site_and_key("ingest.bench.example.com")
+    site, raw_key = bench_site_and_key(SITE)
+    baseline_key = key_from_checkout(baseline_root, SITE) if baseline_root else None
     run = f"bench-ingest-{uuid.uuid4().hex[:10]}"
     env = server_env(RATE_LIMIT_EVENTS=10**9, RATE_LIMIT_ANON=10**9)
     print(f"machine: {machine()}")
@@ -141,68 +151,81 @@ def main(argv=None):
           + (f" x {args.threads} threads" if args.server != "gunicorn" else "")
           + f"; PostgreSQL {connection.settings_dict['NAME']} ({Event.objects.filter(site=site).count():,} events of this site); "
           + f"Redis throttles; {args.connections} connections x {args.duration:.0f} s")  # fmt: skip
+    if baseline_root:
+        print(f"baseline: {baseline_root} (its own code and .venv; same database, server and arguments), in turns")
     print(f"PostgreSQL commit latency (one-row INSERT, median of 50): {ms(commit_latency())}; load average {load_average()}")
     connection.close()  # the harness holds no connection while measuring
-    with running_server(server=args.server, workers=args.workers, threads=args.threads, env=env) as base:
-        run_load(base, bare_requests(), connections=args.connections, duration=args.warmup / 2)
-        run_load(base, event_requests(raw_key, f"{run}-warmup", visitors=args.visitors), connections=args.connections,
-                 duration=args.warmup / 2)  # fmt: skip
-        phases = {"bare": bare_requests(), "events": event_requests(raw_key, run, visitors=args.visitors)}
+
+    def events(base, key, name, path="/api/v1/events"):
+        return base, event_requests(key, name, visitors=args.visitors, path=path)
+
+    launch = {"server": args.server, "workers": args.workers, "threads": args.threads, "env": env}
+    baseline_server = running_server(**launch, root=baseline_root) if baseline_root else nullcontext()
+    with running_server(**launch) as base, baseline_server as old:
+        phases = {"events": events(base, raw_key, run)}
+        labels = {"events": "POST /api/v1/events"}
+        if old:
+            phases["baseline"] = events(old, baseline_key, f"{run}-baseline")
+            labels["baseline"] = "baseline: POST /api/v1/events"
+        if args.bare:
+            phases["bare"] = (base, bare_requests())
+            labels["bare"] = "bare Django view"
         if args.lean:
-            phases["lean"] = event_requests(raw_key, f"{run}-lean", visitors=args.visitors, path="/api/v1/bench/lean-event")
+            phases["lean"] = events(base, raw_key, f"{run}-lean", "/api/v1/bench/lean-event")
+            labels["lean"] = "no DRF (bench only)"
         for part in PARTS if args.parts else ():
-            phases[part] = event_requests(raw_key, f"{run}-{part}", visitors=args.visitors, path=f"/api/v1/bench/event-{part}")
+            phases[part] = events(base, raw_key, f"{run}-{part}", f"/api/v1/bench/event-{part}")
+            labels[part] = f"{part} (bench only)"
+        warmups = [events(base, raw_key, f"{run}-warmup")] + ([events(old, baseline_key, f"{run}-warmup")] if old else [])
+        for server_base, requests in warmups + ([(base, bare_requests())] if args.bare else []):
+            run_load(server_base, requests, connections=args.connections, duration=args.warmup / 2)
         started = time.time()
-        results, used = interleaved(base, phases, connections=args.connections, duration=args.duration, rounds=args.rounds)
-        baseline_wrk = None if args.no_wrk else wrk_rate(base, args.connections, args.duration)
-    baseline, ingest, lean = results["bare"], results["events"], results.get("lean")
-    stored = Event.objects.filter(site=site, name=run).count()
-    acknowledged = ingest.statuses.get(201, 0)
-    ratio = ingest.rate / baseline.rate if baseline.rate else 0.0
-    print(line("baseline: bare Django view", baseline, "req/s"))
-    print(line("ingest: POST /api/v1/events", ingest, "events/s"))
-    labels = {"bare": "bare view", "events": "POST /events"}
-    if args.lean:
-        print(line("no DRF (bench only): lean-event", lean, "events/s"))
-        labels["lean"] = "no DRF"
-    for part in PARTS if args.parts else ():
-        print(line(f"{part} (bench only)", results[part], "events/s"))
-        labels[part] = part
+        results, used = interleaved(phases, connections=args.connections, duration=args.duration, rounds=args.rounds)
+        bare_wrk = wrk_rate(base, args.connections, args.duration) if args.bare and not args.no_wrk else None
+    for name, label in labels.items():
+        print(line(label, results[name], "req/s" if name == "bare" else "events/s"))
     for name, label in labels.items():
         result = results[name]
         share = cpu.per_request(dict.fromkeys(cpu.GROUPS, 0.0), used[name], result.completed)
         client = 1000 * result.client_cpu / result.completed if result.completed else 0.0
         total = sum(share.values()) + client
-        print(f"CPU per request, {label + ':':<16} server {share['server']:.2f} ms, PostgreSQL {share['postgres']:.2f} ms, "
+        print(f"CPU per request, {label + ':':<31} server {share['server']:.2f} ms, PostgreSQL {share['postgres']:.2f} ms, "
               f"Redis {share['redis']:.2f} ms, load client {client:.2f} ms; total {total:.2f} ms")  # fmt: skip
-    if args.lean:
-        lean_stored = Event.objects.filter(site=site, name=f"{run}-lean").count()
-        print(f"without DRF: {percent(lean.rate / baseline.rate)} of the bare view (the endpoint: {percent(ratio)}); "
-              f"stored {lean_stored:,} vs acknowledged {lean.statuses.get(201, 0):,}")  # fmt: skip
-    if args.parts:
-        stored_parts = [
-            f"{part} stored {Event.objects.filter(site=site, name=f'{run}-{part}').count():,}"
-            f" vs acknowledged {results[part].statuses.get(201, 0):,}"
-            for part, view in PARTS.items()
-            if view.stores_rows
-        ]
-        print("POST /events with one part changed, as a share of the bare view: "
-              + ", ".join(f"{part} {percent(results[part].rate / baseline.rate)}" for part in PARTS)
-              + f" (the endpoint: {percent(ratio)}); " + "; ".join(stored_parts))  # fmt: skip
-    if baseline_wrk:
-        print(f"cross-check: the bare view under wrk: {baseline_wrk:,.0f} req/s -> ratio {percent(ingest.rate / baseline_wrk)}")
-    verdict = "equal" if stored == acknowledged else "MISMATCH"
-    started_at = time.strftime("%H:%M:%S", time.gmtime(started))
-    print(f"stored rows {stored:,} vs acknowledged {acknowledged:,}: {verdict} "
-          f"(statuses {dict(sorted(ingest.statuses.items()))}, run {run}, started {started_at} UTC)")  # fmt: skip
-    verdicts = [
-        (f"ratio {percent(ratio)} (target ≥ {TARGET_RATIO:.0%})", ratio >= TARGET_RATIO),
+
+    names = {"events": run, "baseline": f"{run}-baseline", "lean": f"{run}-lean"}
+    names.update({part: f"{run}-{part}" for part, view in PARTS.items() if view.stores_rows})
+    verdicts = []
+    for phase, name in names.items():
+        if phase in results:
+            stored, statuses = Event.objects.filter(site=site, name=name).count(), results[phase].statuses
+            acknowledged = statuses.get(201, 0)
+            print(f"{labels[phase]}: stored rows {stored:,} vs acknowledged {acknowledged:,}: "
+                  f"{'equal' if stored == acknowledged else 'MISMATCH'} (statuses {dict(sorted(statuses.items()))})")  # fmt: skip
+            if phase in ("events", "baseline"):
+                verdicts.append((f"{phase}: stored == acknowledged", stored == acknowledged))
+    ingest = results["events"]
+    if args.bare:
+        bare = results["bare"]
+        print(f"POST /events: {percent(ingest.rate / bare.rate if bare.rate else 0.0)} of the bare view"
+              + (f" ({percent(ingest.rate / bare_wrk)} of it under wrk: {bare_wrk:,.0f} req/s)" if bare_wrk else ""))  # fmt: skip
+    if args.parts or args.lean:
+        others = [name for name in phases if name in PARTS or name == "lean"]
+        shares = ", ".join(f"{name} {percent(results[name].rate / ingest.rate)}" for name in others)
+        print(f"as a share of POST /events: {shares}")
+    verdicts += [
         (f"p99 {ms(ingest.percentile(99))} (target ≤ {ms(TARGET_P99)})", ingest.percentile(99) <= TARGET_P99),
         (f"errors {ingest.errors} (target 0)", ingest.errors == 0),
-        ("stored == acknowledged", stored == acknowledged),
     ]
+    if old:
+        before = results["baseline"]
+        ratio = ingest.rate / before.rate if before.rate else 0.0
+        print(f"this checkout / baseline: {percent(ratio)} of the events/s ({ingest.rate:,.0f} vs {before.rate:,.0f}); "
+              f"p99 {ms(ingest.percentile(99))} vs {ms(before.percentile(99))}; "
+              f"errors {ingest.errors} vs {before.errors}")  # fmt: skip
+        verdicts.append((f"vs baseline {percent(ratio)} (target ≥ {TARGET_VS_BASELINE:.0%})", ratio >= TARGET_VS_BASELINE))
     print("; ".join(f"{text} {'ok' if good else 'MISSED'}" for text, good in verdicts))
-    print(f"after the run: commit latency {ms(commit_latency())}; load average {load_average()}")
+    print(f"run {run}, started {time.strftime('%H:%M:%S', time.gmtime(started))} UTC; "
+          f"after it: commit latency {ms(commit_latency())}; load average {load_average()}")  # fmt: skip
     return 0 if all(good for _, good in verdicts) else 1
 
 

@@ -9,10 +9,24 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from bench.env import ROOT
 
 VENV_BIN = os.path.dirname(sys.executable)
+
+
+def checkout(path: str) -> Path:
+    """Another checkout of the project with its own ``.venv`` (``--baseline``), as an absolute path."""
+    root = Path(path).resolve()
+    if not (root / "manage.py").is_file() or not (root / ".venv" / "bin" / "python").is_file():
+        raise SystemExit(f"{root} is not a checkout with its own .venv (scripts/setup there first)")
+    return root
+
+
+def venv_bin(root: Path) -> str:
+    """The bin directory of the virtualenv that runs ``root``: this process's for this checkout."""
+    return VENV_BIN if root == ROOT else str(root / ".venv" / "bin")
 
 
 def free_port() -> int:
@@ -21,18 +35,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_command(server: str, port: int, workers: int, threads: int) -> list[str]:
+def server_command(server: str, port: int, workers: int, threads: int, bin_dir: str = VENV_BIN) -> list[str]:
     bind = f"127.0.0.1:{port}"
     if server == "granian":
-        return [os.path.join(VENV_BIN, "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+        return [os.path.join(bin_dir, "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
                 "--workers", str(workers), "--blocking-threads", str(threads), "--backpressure", str(max(threads, 8)),
                 "--log-level", "warning", "--no-ws", "infinity.wsgi:application"]  # fmt: skip
     if server.startswith("gunicorn"):
         worker_class = server.partition(":")[2] or "sync"
         # --reuse-port: each worker listens on its own SO_REUSEPORT socket and the kernel spreads
-        # new connections across them, as scripts/serve does. On one shared socket whichever
-        # worker was up first took keep-alive connections for good (seen: 32/0, 28/4 of 32).
-        command = [os.path.join(VENV_BIN, "gunicorn"), "infinity.wsgi:application", "--bind", bind, "--workers", str(workers),
+        # new connections across them, as scripts/serve does; on one shared socket the first
+        # worker up keeps the keep-alive connections.
+        command = [os.path.join(bin_dir, "gunicorn"), "infinity.wsgi:application", "--bind", bind, "--workers", str(workers),
                    "--worker-class", worker_class, "--log-level", "warning", "--backlog", "2048", "--reuse-port"]  # fmt: skip
         if worker_class == "gthread":
             command += ["--threads", str(threads)]
@@ -42,15 +56,17 @@ def server_command(server: str, port: int, workers: int, threads: int) -> list[s
 
 @contextlib.contextmanager
 def running_server(
-    *, server="gunicorn", workers=2, threads=4, env=None, settings_module="bench.settings", ready_path="/bench/bare", timeout=30
-):
-    """Start the app under ``server`` on a free loopback port; yield its base URL; stop it.
+    *, server="gunicorn", workers=2, threads=4, env=None, settings_module="bench.settings", ready_path="/bench/bare", timeout=30,
+    root: Path = ROOT,
+):  # fmt: skip
+    """Start the app of the checkout at ``root`` (default: this one) under ``server`` on a free
+    loopback port; yield its base URL; stop it.
 
     ``env`` is laid over this process's environment; a ``None`` value removes that variable.
     The test suite uses this too, with the production settings module.
     """
     port = free_port()
-    command = server_command(server, port, workers, threads)
+    command = server_command(server, port, workers, threads, venv_bin(root))
     if not os.path.exists(command[0]):
         raise SystemExit(f"{command[0]} is not installed (pip install {os.path.basename(command[0])})")
     full_env = dict(os.environ)
@@ -60,8 +76,8 @@ def running_server(
         else:
             full_env[name] = str(value)
     full_env["DJANGO_SETTINGS_MODULE"] = settings_module
-    full_env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.Popen(command, cwd=ROOT, env=full_env,
+    full_env["PYTHONPATH"] = str(root)
+    proc = subprocess.Popen(command, cwd=root, env=full_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:

@@ -79,6 +79,17 @@ def test_ingest_runs_a_second_of_load_and_stores_what_it_acknowledged():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_ingest_with_a_baseline_drives_both_checkouts():
+    """``--baseline DIR`` runs a second checkout's server in turns with this one's: here this
+    checkout twice. Each side stores under its own event name."""
+    url = database_url()
+    args = ["--duration", "1", "--rounds", "2", "--warmup", "0.2", "--connections", "2", "--workers", "1"]
+    assert_ran(bench("ingest", "--db", url, "--baseline", ROOT, *args))
+    assert Event.objects.filter(name__endswith="-baseline").exists()
+    assert Event.objects.exclude(name__endswith="-baseline").exclude(name__endswith="-warmup").exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_batch_runs_a_second_of_load_beside_its_copy():
     if connection.vendor != "postgresql":
         pytest.skip("bench batch compares the endpoint with PostgreSQL's COPY")
