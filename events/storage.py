@@ -25,7 +25,6 @@ from functools import lru_cache
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.utils.dateparse import parse_datetime
 
 from .models import Event
 from .sessions import SESSION_GAP, micros
@@ -348,8 +347,7 @@ class SQLite:
             found = cur.fetchone()
         if found is None:
             return None
-        when = found[0] if not isinstance(found[0], str) else parse_datetime(found[0])
-        return (when if when.tzinfo else when.replace(tzinfo=UTC)), found[1], found[2]
+        return found[0].replace(tzinfo=UTC), found[1], found[2]  # SQLite keeps UTC without a zone
 
     @staticmethod
     @lru_cache(maxsize=2)

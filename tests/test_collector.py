@@ -435,8 +435,8 @@ def test_simultaneous_first_hits_of_a_visitor_share_a_session(cast):
 
 @pytest.mark.parametrize("query", ["utm_source=%00", "ref=a%00b", "utm_medium=x%1Fy"])
 def test_control_characters_in_decoded_tags_are_dropped_not_an_oracle(browser, query):
-    # A decoded %00 reached PostgreSQL's INSERT: a 503 for a known site beside a 202 for an
-    # unknown one, which told anyone whether a site exists.
+    # A decoded %00 must not reach PostgreSQL's INSERT: a 503 for a known site beside a 202 for
+    # an unknown one would tell anyone whether a site exists.
     for domain in ("example.com", "unknown.example"):
         response = browser.send({"domain": domain, "url": f"https://{domain}/?{query}"})
         assert response.status_code == 202, (domain, response.content)

@@ -128,7 +128,7 @@ def test_an_interrupted_write_acknowledges_nobody(cast):
 
 def test_the_insert_is_a_prepared_statement_on_postgresql(cast):
     """Django disables psycopg's prepared statements unless configured; without them the
-    INSERT was parsed and planned on every request (~0.5 ms of server CPU each)."""
+    INSERT would be parsed and planned on every request."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
