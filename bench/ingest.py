@@ -2,7 +2,7 @@
 
     python -m bench ingest [--db bench_ingest] [--duration 30] [--connections 32] [--rounds 3]
                            [--server gunicorn:gthread|gunicorn|granian] [--workers 2] [--threads 8]
-                           [--baseline DIR] [--bare] [--lean] [--parts]
+                           [--baseline DIR] [--no-bare] [--no-wrk] [--lean] [--parts]
 
 Starts the app (PostgreSQL from ``--db``/DATABASE_URL, Redis throttles from REDIS_URL, default
 redis://127.0.0.1:6379/0, the events limit raised for the run), warms it up, then drives
@@ -11,7 +11,8 @@ redis://127.0.0.1:6379/0, the events limit raised for the run), warms it up, the
 - ``events``: the reference event with a varying visitor and metadata (requests built before);
 - with ``--baseline DIR``, the same requests at a server started from the checkout in DIR (with
   its own ``.venv``, the same database and arguments): the code before a change, beside it;
-- with ``--bare``, ``/bench/bare``: a Django view through the same middleware, no DRF, no database;
+- ``/bench/bare``, a Django view through the same middleware, no DRF, no database, as a yardstick
+  (``--no-bare`` leaves it out);
 - with ``--lean``, the event endpoint without DRF (``bench/urls.py``);
 - with ``--parts``, ``POST /events`` with one part of its work taken out or replaced
   (``bench.urls.PARTS``).
@@ -126,8 +127,8 @@ def main(argv=None):
     parser.add_argument("--visitors", type=int, default=20000, help="distinct visitor_ids cycled through")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--baseline", metavar="DIR", help="also drive a server of the checkout in DIR, in turns with this one")
-    parser.add_argument("--bare", action="store_true", help="also drive a bare Django view (/bench/bare), as long")
-    parser.add_argument("--no-wrk", action="store_true", help="with --bare: skip the wrk cross-check of the bare view")
+    parser.add_argument("--no-bare", dest="bare", action="store_false", help="leave out the bare Django view (/bench/bare)")
+    parser.add_argument("--no-wrk", action="store_true", help="skip the wrk cross-check of the bare view")
     parser.add_argument("--lean", action="store_true", help="also drive the event view without DRF (bench.urls), as long")
     parser.add_argument("--parts", action="store_true", help="also drive POST /events with one part taken out (bench.urls.PARTS)")
     parser.add_argument("--rounds", type=int, default=3, help="slices each phase's duration is run in, taken in turn")
@@ -209,9 +210,10 @@ def main(argv=None):
         print(f"POST /events: {percent(ingest.rate / bare.rate if bare.rate else 0.0)} of the bare view"
               + (f" ({percent(ingest.rate / bare_wrk)} of it under wrk: {bare_wrk:,.0f} req/s)" if bare_wrk else ""))  # fmt: skip
     if args.parts or args.lean:
-        others = [name for name in phases if name in PARTS or name == "lean"]
-        shares = ", ".join(f"{name} {percent(results[name].rate / ingest.rate)}" for name in others)
-        print(f"as a share of POST /events: {shares}")
+        yardstick = "bare" if args.bare else "events"
+        others = [name for name in phases if name in PARTS or name == "lean"] + (["events"] if args.bare else [])
+        shares = ", ".join(f"{labels[name]} {percent(results[name].rate / results[yardstick].rate)}" for name in others)
+        print(f"as a share of the {labels[yardstick]}: {shares}")
     verdicts += [
         (f"p99 {ms(ingest.percentile(99))} (target ≤ {ms(TARGET_P99)})", ingest.percentile(99) <= TARGET_P99),
         (f"errors {ingest.errors} (target 0)", ingest.errors == 0),
