@@ -334,7 +334,7 @@ def test_ids_reserved_for_a_batch_hold_back_the_settled_id_until_it_ends(cast):
 
     from django.db import connection, transaction
 
-    from events import storage
+    from events.storage import backend as event_storage
 
     _visit(cast.site, DAY, 1, 11, ["/"])
     seen = {}
@@ -346,7 +346,7 @@ def test_ids_reserved_for_a_batch_hold_back_the_settled_id_until_it_ends(cast):
             connection.close()
 
     with transaction.atomic():
-        ids = storage.backend().reserve_ids(2)
+        ids = event_storage().reserve_ids(2)
         thread = threading.Thread(target=settle)
         thread.start()
         thread.join()
