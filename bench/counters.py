@@ -61,7 +61,7 @@ def main(argv=None):
             ("CounterStore.read (the key cache's call)", measure(lambda: store.read(generation), args.calls)),
         ]
     finally:
-        counters.client.delete(key)
+        counters.call("DEL", key)
     print(f"redis-py reply parser: {'hiredis' if HIREDIS_AVAILABLE else 'Python'}")
     for label, (cpu, wall) in rows:
         print(f"{label:<42} CPU {cpu:7.1f} µs/call   wall {wall:7.1f} µs/call")

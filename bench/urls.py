@@ -18,7 +18,6 @@ from events.groupcommit import GroupWriter
 from events.ingest import BATCH_EVENT, ingest_one
 from events.models import Event
 from events.parsers import loads_strict
-from events.serializers import EventIn
 from events.views import EventView
 from infinity.counters import LocalCounters
 from infinity.throttling import WINDOW, EventsThrottle, RateLimit, count
@@ -41,9 +40,8 @@ def lean_event(request):
     api_key = verify_key(request.META["HTTP_AUTHORIZATION"].split()[1])
     count(request, "events", f"key:{api_key.pk}", settings.RATE_LIMITS["events"])
     touch_last_used(api_key)
-    data = EventIn(data=loads_strict(request.body))
-    data.is_valid(raise_exception=True)
-    event_id = ingest_one(site=api_key.site, kind=BATCH_EVENT, data=data.validated_data)
+    data = EventView.serializer.run_validation(loads_strict(request.body))
+    event_id = ingest_one(site=api_key.site, kind=BATCH_EVENT, data=data)
     return JsonResponse({"success": True, "event_id": Event.public_id(event_id)}, status=201)
 
 
@@ -77,9 +75,8 @@ class _EventWithWriter(EventView):
     stores_rows = False
 
     def post(self, request):
-        data = EventIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        event_id = ingest_one(site=request.auth.site, kind=self.kind, data=data.validated_data, writer=self.writer)
+        data = self.serializer.run_validation(request.data)
+        event_id = ingest_one(site=request.auth.site, kind=self.kind, data=data, writer=self.writer)
         return Response({"success": True, "event_id": Event.public_id(event_id)}, status=201)
 
 

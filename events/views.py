@@ -1,4 +1,5 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import serializers
 from rest_framework.response import Response
 
 from accounts.models import SCOPE_EVENTS_WRITE
@@ -29,23 +30,27 @@ def _send_schema(operation_id, summary, description, request, examples):
 
 
 class _SendView(ApiView):
-    """Validate the body with ``serializer_class``, store it as a ``kind``, answer with its public id."""
+    """Validate the body with ``serializer``, store it as a ``kind``, answer with its public id.
+
+    One serializer per view validates every request through ``run_validation`` (as a
+    ListSerializer's child validates each item): a new serializer per request copies and
+    rebuilds all its fields, which cost more than the rest of the request's validation.
+    """
 
     permission_classes = [HasScope(SCOPE_EVENTS_WRITE)]
     throttle_classes = [EventsThrottle]
-    serializer_class: type
+    serializer: serializers.Serializer
     kind: str
 
     def post(self, request):
-        data = self.serializer_class(data=request.data)
-        data.is_valid(raise_exception=True)
-        event_id = ingest_one(site=request.auth.site, kind=self.kind, data=data.validated_data)
+        data = self.serializer.run_validation(request.data)
+        event_id = ingest_one(site=request.auth.site, kind=self.kind, data=data)
         return Response({"success": True, "event_id": Event.public_id(event_id)}, status=201)
 
 
 @_send_schema("send_event", "Send Event", "Send a custom event to your analytics.", EventIn, EVENT_EXAMPLES)
 class EventView(_SendView):
-    serializer_class = EventIn
+    serializer = EventIn()
     kind = BATCH_EVENT
 
 
@@ -57,5 +62,5 @@ class EventView(_SendView):
     PURCHASE_EXAMPLES,
 )
 class PurchaseView(_SendView):
-    serializer_class = PurchaseIn
+    serializer = PurchaseIn()
     kind = BATCH_PURCHASE

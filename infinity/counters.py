@@ -6,6 +6,7 @@ a circuit breaker: when the shared store fails, counting falls back to this proc
 logged, and a hung store costs one timeout per cool-down instead of one per request.
 """
 
+import hashlib
 import logging
 import sqlite3
 import threading
@@ -14,8 +15,6 @@ import time
 import redis
 from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 logger = logging.getLogger("infinity.ratelimit")
 
@@ -24,28 +23,49 @@ COOL_DOWN = 1.0  # seconds after a failure before one request tries the store ag
 
 # INCR and the window's expiry in one atomic step: a key never outlives its window.
 _HIT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+_HIT_SHA = hashlib.sha1(_HIT.encode()).hexdigest()
 
 
 class RedisCounters:
-    """Counters in Redis. No client-side retries: a failure goes to the breaker at once."""
+    """Counters in Redis: one redis-py connection per thread, spoken to directly.
+
+    redis-py's Connection brings the URL forms, TLS, unix sockets, AUTH, SELECT and the reply
+    parser; the client's pool and retry layers on top of it cost each API request as much as
+    the rest of its rate limiting. A connection Redis closed (a restart) is replaced and the
+    command sent again once; any other failure, a timeout included, goes to the breaker.
+    """
 
     def __init__(self, url):
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=REDIS_TIMEOUT,
-            socket_connect_timeout=REDIS_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self.hit_script = self.client.register_script(_HIT)
+        self.pool = redis.ConnectionPool.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
+        self.local = threading.local()
+
+    def call(self, *command):
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = self.pool.make_connection()
+        for attempt in (1, 2):
+            try:
+                conn.send_command(*command)
+                return conn.read_response()
+            except redis.ConnectionError:
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                conn.disconnect()
+                raise
 
     def hit(self, key: str, ttl: int) -> int:
-        return self.hit_script(keys=[key], args=[ttl])
+        try:
+            return self.call("EVALSHA", _HIT_SHA, 1, key, ttl)
+        except redis.exceptions.NoScriptError:  # a restarted Redis has forgotten it
+            return self.call("EVAL", _HIT, 1, key, ttl)
 
     def read(self, key: str) -> int:
-        return int(self.client.get(key) or 0)
+        return int(self.call("GET", key) or 0)
 
     def bump(self, key: str) -> None:
-        self.client.incr(key)
+        self.call("INCR", key)
 
 
 class SQLiteCounters:
