@@ -40,7 +40,7 @@ def _key_material(secret: str) -> bytes:
 
 
 def _hash_secret(raw_key: str) -> str:
-    return hmac.new(_key_material(settings.SECRET_KEY), raw_key.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(_key_material(settings.SECRET_KEY), raw_key.encode(), "sha256").hex()
 
 
 def parse_scopes(value) -> list[str]:
