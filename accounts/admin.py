@@ -6,6 +6,7 @@ from django.utils.safestring import mark_safe
 
 from .keys import announce_key_change, assign_new_secret, parse_scopes
 from .models import ALL_SCOPES, ApiKey, Site
+from .passwords import AdminLoginForm
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -113,3 +114,4 @@ class SiteAdmin(admin.ModelAdmin):
 admin.site.site_header = "Infinity Metrics"
 admin.site.site_title = "Infinity Metrics"
 admin.site.index_title = "Administration"
+admin.site.login_form = AdminLoginForm  # refuses past the attempt limit (see infinity.urls)

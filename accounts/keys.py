@@ -17,8 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from infinity.hashing import hmac_sha256
-from infinity.throttling import get_store
+from infinity.counters import get_store
 
 from .models import ALL_SCOPES, ApiKey, Site
 
@@ -41,7 +40,7 @@ def _key_material(secret: str) -> bytes:
 
 
 def _hash_secret(raw_key: str) -> str:
-    return hmac_sha256(_key_material(settings.SECRET_KEY), raw_key.encode()).hex()
+    return hmac.digest(_key_material(settings.SECRET_KEY), raw_key.encode(), "sha256").hex()
 
 
 def parse_scopes(value) -> list[str]:
@@ -76,23 +75,9 @@ def create_api_key(*, site: Site, name: str = "", scopes=ALL_SCOPES) -> tuple[Ap
     return api_key, raw
 
 
-def _lookup(digest: str) -> ApiKey | None:
-    """The key with this hash and its site, from the database (``lookup_key`` decides when)."""
-    return ApiKey.objects.select_related("site").filter(secret_hash=digest).first()
-
-
-# digest → (ApiKey with its site, key generation it was read under, monotonic time read)
-_cache: dict[str, tuple[ApiKey, int, float]] = {}
-
-
 def generation_key() -> str:
     """The shared counter that every change to a key or site bumps."""
     return f"{settings.RATELIMIT_KEY_PREFIX}:keys:generation"
-
-
-def key_generation() -> int | None:
-    """The shared generation of keys and sites (the rate-limit store), None if unreachable."""
-    return get_store().read(generation_key())
 
 
 def announce_key_change() -> None:
@@ -112,72 +97,46 @@ def announce_key_change() -> None:
     transaction.on_commit(bump)
 
 
-def forget_cached_keys() -> None:
-    _cache.clear()
+class KeyCache:
+    """This worker's copies of keys, each trusted while the shared key generation is unchanged.
 
-
-def _load(digest: str, generation: int | None) -> ApiKey | None:
-    """The key from the database, cached under ``generation`` (read *before* this load)."""
-    api_key = _lookup(digest)
-    if generation is None:  # no shared store: nothing may be trusted later
-        _cache.clear()
-    elif api_key is not None:
-        if len(_cache) >= CACHE_MAX_ENTRIES:
-            _cache.clear()
-        _cache[digest] = (api_key, generation, time.monotonic())
-    else:
-        _cache.pop(digest, None)
-    return api_key
-
-
-def _active(api_key: ApiKey | None, digest: str) -> ApiKey | None:
-    if api_key is None or not hmac.compare_digest(api_key.secret_hash, digest) or not api_key.is_active:
-        return None
-    return api_key
-
-
-def _digest(raw_key: str) -> str | None:
-    if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
-        return None
-    return _hash_secret(raw_key)
-
-
-def lookup_key(raw_key: str) -> tuple[ApiKey | None, int | None]:
-    """(the active key or None, the key generation it was read under).
-
-    From this worker's cache when it holds the key (then the caller must ``confirm_key``
-    against the current generation), otherwise from the database.
+    Every change to a key or site bumps the generation (``announce_key_change``), so a
+    revocation applies to the next request on every worker, and a cached key costs a read of
+    the generation but no database query. When the shared store cannot be read, nothing is
+    trusted: every lookup reads the database.
     """
-    digest = _digest(raw_key)
-    if digest is None:
-        return None, None
-    entry = _cache.get(digest)
-    if entry is not None and time.monotonic() - entry[2] < CACHE_SECONDS and _active(entry[0], digest):
-        return entry[0], entry[1]
-    generation = key_generation()
-    return _active(_load(digest, generation), digest), generation
+
+    def __init__(self):
+        self.entries: dict[str, tuple[ApiKey, int, float]] = {}  # digest → (key, generation, monotonic time)
+
+    def lookup(self, raw_key: str) -> ApiKey | None:
+        """The active key for ``raw_key``, or None."""
+        if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
+            return None
+        digest = _hash_secret(raw_key)
+        generation = get_store().read(generation_key())  # before any load: a change during it is seen next time
+        entry = self.entries.get(digest)
+        if entry is not None and entry[1] == generation and time.monotonic() - entry[2] < CACHE_SECONDS:
+            api_key = entry[0]
+        else:
+            api_key = ApiKey.objects.select_related("site").filter(secret_hash=digest).first()
+            if generation is None:
+                self.entries.clear()
+            elif api_key is not None:
+                if len(self.entries) >= CACHE_MAX_ENTRIES:
+                    self.entries.clear()
+                self.entries[digest] = (api_key, generation, time.monotonic())
+        if api_key is None or not hmac.compare_digest(api_key.secret_hash, digest) or not api_key.is_active:
+            return None
+        return api_key
+
+    def clear(self) -> None:
+        self.entries.clear()
 
 
-def confirm_key(raw_key: str, api_key: ApiKey, seen: int | None, current: int | None) -> ApiKey | None:
-    """``api_key`` from ``lookup_key`` if the key generation is still ``seen``; otherwise the
-    key as the database has it now (None if it is gone, revoked or expired).
-
-    ``current`` must have been read after ``lookup_key``: a change announced before it is
-    seen, so a revocation applies to the very next request on every worker.
-    """
-    if seen is None or (current is not None and current == seen):
-        return api_key  # read fresh without a shared store, or still current
-    digest = _digest(raw_key)
-    return _active(_load(digest, current), digest)
-
-
-def verify_key(raw_key: str) -> ApiKey | None:
-    """The active key for ``raw_key``, or None: a database query, or a read of the shared key
-    generation while this worker's cached copy is current; constant-time confirm."""
-    api_key, seen = lookup_key(raw_key)
-    if api_key is None:
-        return None
-    return confirm_key(raw_key, api_key, seen, key_generation())
+key_cache = KeyCache()
+verify_key = key_cache.lookup
+forget_cached_keys = key_cache.clear
 
 
 def touch_last_used(api_key: ApiKey, *, now=None) -> None:

@@ -18,13 +18,10 @@ Answer (200 whenever the batch itself is well-formed, even if items failed)::
 is a 413. A batch counts as one request against the Events API rate limit.
 """
 
-import json
-
-from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.utils import encoders
+from rest_framework.response import Response
 
 from accounts.models import SCOPE_EVENTS_WRITE
 from accounts.permissions import HasScope
@@ -35,7 +32,7 @@ from infinity.throttling import EventsThrottle
 
 from .ingest import BATCH_EVENT, BATCH_PURCHASE, ingest_batch
 from .models import Event
-from .serializers import MAX_BATCH_ITEMS, BatchIn, BoundValidator, EventIn, PurchaseIn
+from .serializers import MAX_BATCH_ITEMS, BatchIn, EventIn, PurchaseIn
 
 MAX_BATCH_BODY_BYTES = 1024 * 1024
 ITEM_SERIALIZERS = {BATCH_EVENT: EventIn, BATCH_PURCHASE: PurchaseIn}
@@ -46,21 +43,25 @@ def _item_error(detail) -> dict:
     return envelope(400, message, **({"field": field} if field else {}))["error"]
 
 
-def validate_items(raw_items: list, *, now) -> tuple[list, list]:
-    """Validate each item with EventIn/PurchaseIn → (valid [(index, kind, data)], errors {index: error})."""
-    validators = {kind: BoundValidator(cls, {"now": now}) for kind, cls in ITEM_SERIALIZERS.items()}
+def validate_items(raw_items: list, *, now) -> tuple[list, dict]:
+    """Validate each item with EventIn/PurchaseIn → (valid [(index, kind, data)], errors {index: error}).
+
+    One serializer per kind validates every item of that kind (as a ListSerializer's child
+    does), so each item gets its own result and the fields are built once per batch.
+    """
+    serializers_by_kind = {kind: cls(context={"now": now}) for kind, cls in ITEM_SERIALIZERS.items()}
     valid, errors = [], {}
     for index, item in enumerate(raw_items):
         if not isinstance(item, dict):
             errors[index] = _item_error({"non_field_errors": ["Each event must be a JSON object"]})
             continue
         kind = item.get("type", BATCH_EVENT)
-        validator = validators.get(kind) if isinstance(kind, str) else None
-        if validator is None:
+        serializer = serializers_by_kind.get(kind) if isinstance(kind, str) else None
+        if serializer is None:
             errors[index] = _item_error({"type": ['type must be "event" or "purchase"']})
             continue
         try:
-            data = validator(item)
+            data = serializer.run_validation(item)
         except serializers.ValidationError as exc:
             errors[index] = _item_error(exc.detail)
             continue
@@ -164,36 +165,17 @@ class BatchView(ApiView):
         tags=["Events"],
     )
     def post(self, request):
-        batch = BatchIn(data=self.json_body(request))
+        batch = BatchIn(data=request.data)
         batch.is_valid(raise_exception=True)
-        valid, errors = validate_items(batch.validated_data["events"], now=timezone.now())
+        items = batch.validated_data["events"]
+        valid, errors = validate_items(items, now=timezone.now())
         stored = ingest_batch(site=request.auth.site, items=[(kind, data) for _, kind, data in valid]) if valid else []
-        by_index = dict(zip([index for index, _, _ in valid], stored, strict=True))
-        return batch_response(len(batch.validated_data["events"]), by_index, errors)
-
-
-def batch_response(count: int, stored: dict[int, int], errors: dict[int, dict]) -> HttpResponse:
-    """The 200 body for ``count`` items: ``stored`` maps an item's index to its row id, ``errors``
-    to its error. A stored item's entry is written directly; only rejected items (whose
-    messages quote the input) go through json.dumps. DRF's Response and renderer encoded the
-    500 result objects of a full batch in ~1 ms, as much as validating 100 of its items."""
-    prefix = Event.PUBLIC_PREFIX.encode()
-    entries = []
-    for index in range(count):
-        pk = stored.get(index)
-        if pk is not None:
-            entries.append(b'{"index":%d,"success":true,"event_id":"%s%d"}' % (index, prefix, pk))
-        else:
-            entries.append(_compact({"index": index, "success": False, "error": errors[index]}))
-    body = b'{"success":%s,"accepted":%d,"rejected":%d,"results":[%s]}' % (
-        b"false" if errors else b"true",
-        len(stored),
-        len(errors),
-        b",".join(entries),
-    )
-    return HttpResponse(body, status=200, content_type="application/json")
-
-
-def _compact(value) -> bytes:
-    """As DRF's renderer writes it (its encoder turns lazy translations into text)."""
-    return json.dumps(value, cls=encoders.JSONEncoder, ensure_ascii=False, separators=(",", ":")).encode()
+        event_ids = {index: Event.public_id(pk) for (index, _, _), pk in zip(valid, stored, strict=True)}
+        results = [
+            {"index": index, "success": True, "event_id": event_ids[index]}
+            if index in event_ids
+            else {"index": index, "success": False, "error": errors[index]}
+            for index in range(len(items))
+        ]
+        body = {"success": not errors, "accepted": len(event_ids), "rejected": len(errors), "results": results}
+        return Response(body)

@@ -56,8 +56,8 @@ def _check_depth(value, depth=0):
     """``_check`` for text without ``\\u`` escapes: only the nesting can be wrong."""
     if depth >= MAX_DEPTH:  # value is a container (only containers are visited)
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
-    # json.loads makes exact dicts and lists: ``type() is`` is exact here, and half the cost of
-    # isinstance over a 500-item batch (0.17 against 0.30 ms, as much as its json.loads).
+    # json.loads makes exact dicts and lists, so ``type() is`` is exact here, and cheaper than
+    # isinstance over the thousands of values of a full batch.
     if type(value) is dict:
         value = value.values()
     elif type(value) is not list:

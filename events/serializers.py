@@ -8,12 +8,10 @@ only; timestamp no more than 1 hour in the future; price 0…10^12 minor units; 
 
 from datetime import UTC, datetime, timedelta
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.fields import SkipField, empty, get_error_detail
 
 from .currencies import ISO_4217
 from .parsers import CONTROL_CHARACTERS
@@ -76,12 +74,9 @@ class NameField(serializers.Field):
         super().__init__(label=label, **kwargs)
 
     def to_internal_value(self, data):
-        if type(data) is str:  # the usual case, first
-            text = data.strip()
-        elif isinstance(data, bool) or not isinstance(data, (str, int)):
+        if not isinstance(data, str):
             raise fail(f"{self.label} must be a string")
-        else:
-            text = str(data).strip()
+        text = data.strip()
         if not text:
             raise fail(f"{self.label} is required" if self.required else f"{self.label} must not be empty")
         if len(text) > self.max_length:
@@ -92,6 +87,21 @@ class NameField(serializers.Field):
 
     def to_representation(self, value):
         return value
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "maxLength": MAX_VISITOR_ID}, {"type": "integer"}]})
+class VisitorIdField(NameField):
+    """A string or an integer (a customer's own user id), kept as text."""
+
+    def __init__(self, **kwargs):
+        super().__init__(label="visitor_id", max_length=MAX_VISITOR_ID, single_line=False, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, int) and not isinstance(data, bool):
+            data = str(data)
+        elif not isinstance(data, str):
+            raise fail("visitor_id must be a string or an integer")
+        return super().to_internal_value(data)
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
@@ -176,69 +186,9 @@ class CurrencyField(serializers.Field):
         return value
 
 
-class BoundValidator:
-    """Validates items with one serializer instance's own fields.
-
-    DRF deep-copies a serializer's fields for every new instance, and its generic
-    ``run_validation`` costs as much as the fields' own checks; we bind the fields once (per
-    batch, or per process for the single-event endpoints) and run exactly the field steps of
-    ``Serializer.to_internal_value`` (half the CPU, measured), inlining ``Field.run_validation``
-    for present values of fields that do not override it. Raises ValidationError with the same
-    detail as ``is_valid(raise_exception=True)`` (``tests/test_batch.py`` compares them). A
-    serializer with serializer-level hooks (``validate``, ``validate_<field>``, validators)
-    goes through the full ``run_validation`` instead.
-    """
-
-    def __init__(self, serializer_class, context):
-        self.serializer = serializer_class(context=context)
-        self.fields = [
-            # (name, field, where its value goes, its plain steps may be run inline (then its
-            # to_internal_value, bound once), it has validators)
-            (name, field, field.source,
-             field.to_internal_value if type(field).run_validation is serializers.Field.run_validation else None,
-             bool(field.validators))
-            for name, field in self.serializer.fields.items()
-            if not field.read_only
-        ]  # fmt: skip
-        cls = type(self.serializer)
-        self.generic = (
-            cls.validate is not serializers.Serializer.validate
-            or any(hasattr(self.serializer, f"validate_{name}") for name, *_ in self.fields)
-            or bool(self.serializer.validators)
-        )
-
-    def __call__(self, item) -> dict:
-        if not isinstance(item, dict):
-            raise serializers.ValidationError({"non_field_errors": ["Request body must be a JSON object"]})
-        if self.generic:
-            return self.serializer.run_validation(item)
-        out, errors = {}, {}
-        for name, field, source, to_internal, validators in self.fields:
-            try:
-                value = item.get(name, empty)
-                if to_internal is None or value is empty or value is None:
-                    out[source] = field.run_validation(value)
-                else:  # Field.run_validation's steps for a present, non-null value
-                    value = to_internal(value)
-                    if validators:
-                        field.run_validators(value)
-                    out[source] = value
-            except serializers.ValidationError as exc:
-                errors[name] = exc.detail
-            except DjangoValidationError as exc:
-                errors[name] = get_error_detail(exc)
-            except SkipField:
-                pass
-        if errors:
-            raise serializers.ValidationError(errors)
-        return out
-
-
 class _CommonIn(serializers.Serializer):
     metadata = MetadataField(required=False, default=dict)
-    visitor_id = NameField(
-        label="visitor_id", max_length=MAX_VISITOR_ID, single_line=False, required=False, allow_null=True, default=None
-    )
+    visitor_id = VisitorIdField(required=False, allow_null=True, default=None)
     timestamp = TimestampField(required=False, allow_null=True, default=None)
 
     def to_internal_value(self, data):

@@ -1,6 +1,7 @@
 """Visitor identities as 64-bit keyed hashes: nothing raw is ever stored."""
 
 import hashlib
+import hmac
 import secrets
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -8,8 +9,6 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.utils import timezone
-
-from infinity.hashing import hmac_sha256
 
 
 @lru_cache(maxsize=4)
@@ -19,7 +18,7 @@ def _caller_key(secret: str) -> bytes:
 
 def hash_to_int64(key: bytes, message: bytes) -> int:
     """The first 8 bytes of HMAC-SHA256(key, message) as a signed integer."""
-    return int.from_bytes(hmac_sha256(key, message)[:8], "big", signed=True)
+    return int.from_bytes(hmac.digest(key, message, "sha256")[:8], "big", signed=True)
 
 
 # Caller visitors hashed lately, by (secret, site, visitor_id), of which the hash is a pure

@@ -77,7 +77,7 @@ class ServiceUnavailable(exceptions.APIException):
     default_code = "service_unavailable"
 
 
-TRACEBACK_EVERY = 60.0  # seconds: an outage fails every request, and each traceback is ~5 KB of log
+TRACEBACK_EVERY = 60.0  # seconds: an outage fails every request, and a traceback each would flood the log
 _last_traceback = [float("-inf")]
 
 

@@ -66,16 +66,15 @@ RATE_LIMIT_HEADERS = [
 
 
 class SchemaView(SpectacularAPIView):
-    """``/api/v1/schema``. There is one API version, so ``?version=`` is ignored: drf-spectacular
-    copied it into the Content-Disposition header, where a NUL made gunicorn answer with its
-    own HTML 500."""
+    """``/api/v1/schema``. There is one API version, so ``?version=`` is ignored: otherwise
+    drf-spectacular copies whatever bytes the caller sent into the Content-Disposition header."""
 
     def _get_version_parameter(self, request):
         return None
 
 
 class DocsView(SpectacularSwaggerView):
-    """``/api/v1/docs``. No OPTIONS: DRF's metadata answer went through the page's template
-    renderer and failed (a 500); it is a 405 like any other method the page does not take."""
+    """``/api/v1/docs``. No OPTIONS: the page has no metadata to describe, and DRF's metadata
+    answer cannot be rendered by its HTML renderer; it is a 405 like any other method."""
 
     metadata_class = None

@@ -168,13 +168,8 @@ DATABASES = {"default": database_from_url(_database_url) if _database_url else s
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
-if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
-# Rate-limit counters: Redis when REDIS_URL is set, otherwise a SQLite file that every
-# worker process on this machine shares (atomic UPSERT ... RETURNING).
+# Rate-limit counters and the API-key generation: Redis when REDIS_URL is set, otherwise a
+# SQLite file that every worker process on this machine shares (infinity.counters).
 RATELIMIT_STORE_PATH = env_str("RATELIMIT_STORE_PATH", str(DATA_DIR / "ratelimit.sqlite3"))
 RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX", "im:rl")
 RATE_LIMITS = {
@@ -183,10 +178,20 @@ RATE_LIMITS = {
     "anon": env_int("RATE_LIMIT_ANON", 120),  # per client IP per minute, unauthenticated /api/v1
     "collector": env_int("RATE_LIMIT_COLLECTOR", 600),  # per client IP per minute, public tracker collector
 }
-# django-ratelimit guards the admin login form. Its counters are approximate on
-# non-Redis caches, which is acceptable for slowing password guessing.
-RATELIMIT_USE_CACHE = "default"
-SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# django-ratelimit counts password attempts (accounts.passwords) in this cache. Its counts
+# must be atomic and shared by every worker process: Redis, or else the SQLite counter file.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL
+    else {"BACKEND": "infinity.counters.CounterCache"},
+}
+RATELIMIT_USE_CACHE = "ratelimit"
+# W001 only says the backend is not on django-ratelimit's list; both have an atomic incr.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+PASSWORD_GUESSES_PER_IP = env_str("PASSWORD_GUESSES_PER_IP", "20/10m")
+PASSWORD_GUESSES_PER_USERNAME = env_str("PASSWORD_GUESSES_PER_USERNAME", "10/10m")
 
 # Which X-Forwarded-For hops to believe: addresses/CIDRs of our reverse proxies.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")

@@ -13,16 +13,16 @@ from accounts.keys import create_api_key, forget_cached_keys
 from accounts.models import SCOPE_ANALYTICS_READ, SCOPE_EVENTS_WRITE, Site
 from events.collector import forget_cached_sites
 from events.visitors import forget_cached_salts
-from infinity import throttling
+from infinity import counters
 
 
 @pytest.fixture(autouse=True)
 def _isolated_rate_limits(settings, tmp_path):
     settings.RATELIMIT_KEY_PREFIX = f"test:{uuid.uuid4().hex}"
     settings.RATELIMIT_STORE_PATH = str(tmp_path / "ratelimit.sqlite3")
-    throttling.reset_store()
+    counters.reset_store()
     yield
-    throttling.reset_store()
+    counters.reset_store()
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ def database_url():
 
 
 @contextlib.contextmanager
-def gunicorn_servers(count=1, *, workers=1, **env):
+def gunicorn_servers(count=1, *, workers=1, server="gunicorn", **env):
     """Start ``count`` gunicorn instances sharing this test's database and rate-limit namespace;
     yield their base URLs; stop them. ``REDIS_URL=None`` (the default) runs them without Redis."""
     env = {
@@ -40,7 +40,9 @@ def gunicorn_servers(count=1, *, workers=1, **env):
     with contextlib.ExitStack() as stack:
         yield [
             stack.enter_context(
-                running_server(workers=workers, env=env, settings_module="infinity.settings", ready_path="/api/v1/schema")
+                running_server(
+                    server=server, workers=workers, env=env, settings_module="infinity.settings", ready_path="/api/v1/schema"
+                )
             )
             for _ in range(count)
         ]

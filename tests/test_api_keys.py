@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from accounts.keys import announce_key_change, create_api_key, revoke_key, touch_last_used, verify_key
 from accounts.models import ApiKey, Site
 from events.models import Event
-from infinity import throttling
+from infinity import counters
 
 EVENT = "/api/v1/events"
 ANALYTICS = "/api/v1/analytics"
@@ -136,7 +136,7 @@ def test_key_lookup_is_one_query_then_cached_until_a_key_changes(cast, django_as
 
 def test_key_cache_is_not_used_without_the_shared_store(cast, settings, django_assert_num_queries):
     settings.RATELIMIT_STORE_PATH = "/nonexistent/dir/ratelimit.sqlite3"  # the store is down
-    throttling.reset_store()
+    counters.reset_store()
     verify_key(cast.key)
     with django_assert_num_queries(1):
         assert verify_key(cast.key).site == cast.site

@@ -10,7 +10,7 @@ import pytest
 
 from accounts.keys import create_api_key, revoke_key
 from accounts.models import ApiKey
-from infinity import throttling
+from infinity import counters
 
 from .servers import gunicorn_servers, post_event
 
@@ -25,7 +25,7 @@ def status(url, key):
 @pytest.mark.parametrize("store", ["redis", "sqlite"])
 def test_revocation_reaches_every_worker_on_the_next_request(cast, store, settings):
     settings.REDIS_URL = REDIS_URL if store == "redis" else None  # this process announces where the servers look
-    throttling.reset_store()
+    counters.reset_store()
     _, raw = create_api_key(site=cast.site, name="to revoke")
     with gunicorn_servers(2, REDIS_URL=REDIS_URL if store == "redis" else None) as urls:
         assert [status(url, raw) for url in urls for _ in range(3)] == [201] * 6  # cached in both
