@@ -15,17 +15,14 @@ class PasswordForm(forms.Form):
 
 def password_form(request, link: ShareLink):
     form = PasswordForm(request.POST or None)
-    status = 200
+    status, error = 200, None
     if request.method == "POST":
         if attempts_exceeded(request, subject=f"link:{link.pk}"):
-            form = PasswordForm()
-            form.add_error(None, LIMITED_MESSAGE)
-            status = 429
+            status, error = 429, LIMITED_MESSAGE
         elif form.is_valid() and link.check_password(form.cleaned_data["password"]):
             response = redirect(request.get_full_path())
             grant_share_cookie(response, link)
             return response
         else:
-            form.add_error("password", "That password is not right.")
-            status = 403
-    return render(request, "dashboard/share_password.html", {"form": form, "link": link}, status=status)
+            status, error = 403, "That password is not right."
+    return render(request, "dashboard/share_password.html", {"form": form, "link": link, "error": error}, status=status)

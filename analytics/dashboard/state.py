@@ -43,6 +43,9 @@ DEFAULT_METRIC = "unique_visitors"
 KEPT = ("period", "date", "from", "to", "compare", "interval", "metric", "filters", "tab")
 
 
+_READABLE = "/:,=~;!"  # left as they are in links: filters read as typed (filters=source==Google)
+
+
 def _date(raw: str | None) -> date | None:
     try:
         return date.fromisoformat(raw) if raw and len(raw) == 10 else None
@@ -164,7 +167,7 @@ class DashboardState:
         if params.get("compare") == DEFAULT_COMPARE:
             params.pop("compare")
         ordered = [(k, params[k]) for k in KEPT if k in params]
-        return "?" + urlencode(ordered) if ordered else "?"
+        return "?" + urlencode(ordered, safe=_READABLE) if ordered else "?"
 
     def period_url(self, period: str) -> str:
         return self.url(period=period, date=None, **{"from": None, "to": None}, interval=None)

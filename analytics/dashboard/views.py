@@ -2,6 +2,7 @@
 URL into a ``DashboardState`` and renders what ``panels`` computed from the engine."""
 
 import csv
+import dataclasses
 import io
 import zipfile
 from datetime import timedelta
@@ -14,13 +15,12 @@ from django.http import Http404, HttpResponseNotAllowed, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.text import slugify
-from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 
 from accounts.models import ShareLink, Site
 
 from . import data, numbers, panels
-from .access import dashboard_view, visible_sites
+from .access import active_link, dashboard_view, visible_sites
 from .passwords import LIMITED_MESSAGE, attempts_exceeded
 from .reports import DETAIL_ROWS, EXPORT_ROWS, REPORTS
 from .state import COMPARES, PERIODS, DashboardState
@@ -195,13 +195,20 @@ def dashboard(request):
     return _dashboard(request)
 
 
-@xframe_options_exempt
+def embed(request, token):
+    """The shared dashboard for an iframe on another site: the only page that may be framed,
+    and only for a link without a password (its cookie would be a third-party one)."""
+    if active_link(token).has_password:
+        raise Http404("Only a shared link without a password can be embedded")
+    response = _embed(request, token=token)
+    response.xframe_options_exempt = True
+    return response
+
+
 @dashboard_view()
 @require_GET
-def embed(request):
-    if request.viewer.link is None or request.viewer.link.has_password:
-        raise Http404("Only a shared link without a password can be embedded")
-    request.viewer = request.viewer.__class__(**{**request.viewer.__dict__, "embed": True})
+def _embed(request):
+    request.viewer = dataclasses.replace(request.viewer, embed=True)
     return _dashboard(request)
 
 
