@@ -431,7 +431,7 @@ class ShareLinkForm(forms.Form):
     password = forms.CharField(
         required=False,
         widget=forms.PasswordInput,
-        help_text="Optional. Viewers enter it once and stay in for 24 hours. A link with a password cannot be embedded.",
+        help_text="Viewers enter it once and stay in for 24 hours. A link with a password cannot be embedded.",
     )
 
 

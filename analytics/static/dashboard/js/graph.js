@@ -123,7 +123,7 @@
       height: container.clientHeight || 280,
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'); },
       legend: { show: false },
-      cursor: { points: { size: 8, fill: accent }, drag: { x: false, y: false } },
+      cursor: { y: false, points: { size: 8, fill: accent }, drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
       axes: [
         Object.assign({}, axis, { grid: { show: false }, space: width < 500 ? 60 : 80,
