@@ -84,7 +84,15 @@ PAGES = Report(
     "pages",
     "Top pages",
     (
-        Tab("page", "Top pages", "page", "Page", ("unique_visitors",), ("unique_visitors", "page_views", *VISIT_DETAILS)),
+        # Ordered by pageviews: a count the rollups add up, so only the top pages' visitor sets are merged.
+        Tab(
+            "page",
+            "Top pages",
+            "page",
+            "Page",
+            ("page_views", "unique_visitors"),
+            ("page_views", "unique_visitors", *VISIT_DETAILS),
+        ),
         Tab(
             "entry",
             "Entry pages",
