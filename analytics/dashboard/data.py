@@ -10,7 +10,8 @@ from datetime import date
 from django.db.models import Min
 
 from accounts.models import Site
-from analytics.query import DIMENSIONS, Filter, QueryError, parse_dimension, parse_query, run_query
+from analytics.engine import run_query
+from analytics.query import DIMENSIONS, Filter, QueryError, parse_dimension, parse_query
 from events.models import Event
 
 __all__ = ["DIMENSIONS", "Filter", "QueryError", "analytics", "first_day", "metadata_keys", "parse_dimension", "parse_filters"]
