@@ -7,7 +7,8 @@
 2. ``summarize``: merge the tallies into totals, series and breakdown, and only then compute
    each metric (``tally.FINALIZERS``), so a metric is the same whatever its source.
 3. ``run_query``: both steps under a statement timeout (a slow query is a 400 asking for a
-   narrower one), for the period and, with ``compare``, the previous one.
+   narrower one), for the period and, with ``compare``, the period it names (with its own
+   series when an interval is asked).
 """
 
 from collections import defaultdict
@@ -29,9 +30,12 @@ def run_query(query: Query) -> dict:
         with storage.statement_timeout(STATEMENT_TIMEOUT_MS):
             result = summarize(query, collect(query))
             body = {"data": result.pop("data"), "period": _period(query), **result}
-            if query.compare == "previous_period":
-                previous = query.previous()
-                body["comparison"] = {"data": summarize(previous, collect(previous))["data"], "period": _period(previous)}
+            if query.compare:
+                previous = query.comparison()
+                summary = summarize(previous, collect(previous))
+                body["comparison"] = {"data": summary["data"], "period": _period(previous)}
+                if "series" in summary:  # bucket by bucket, to draw beside the period's own series
+                    body["comparison"]["series"] = summary["series"]
     except storage.StatementTimeout:
         message = f"The query ran longer than {STATEMENT_TIMEOUT_MS / 1000:g} s; narrow the date range or the filters"
         raise QueryError("start_date", message) from None

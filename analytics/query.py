@@ -40,6 +40,7 @@ MAX_FILTERS = 10
 PAIR_SEPARATOR = "\x1f"
 VISIT_WINDOW = timedelta(hours=2)
 REFERENCE_PARAMS = {"start_date", "end_date", "metrics"}
+COMPARISONS = ("previous_period", "year_over_year")
 KNOWN_PARAMS = REFERENCE_PARAMS | {"interval", "breakdown", "limit", "filters", "timezone", "compare"}
 
 
@@ -171,14 +172,22 @@ class Query:
     def session_filters(self) -> tuple[Filter, ...]:
         return tuple(f for f in self.filters if f.dimension.scope == "session")
 
-    def previous(self) -> "Query":
-        days = (self.end_date - self.start_date).days + 1
+    def comparison(self) -> "Query":
+        """The period ``compare`` names, with the same metrics, filters and interval: the
+        ``previous_period`` of as many days just before, or the same dates a ``year_over_year``
+        earlier (29 February → 28 February)."""
+        if self.compare == "year_over_year":
+            start, end = year_before(self.start_date), year_before(self.end_date)
+        else:
+            days = (self.end_date - self.start_date).days + 1
+            start, end = self.start_date - timedelta(days=days), self.start_date - timedelta(days=1)
         return Query(
             site_id=self.site_id,
-            start_date=self.start_date - timedelta(days=days),
-            end_date=self.start_date - timedelta(days=1),
+            start_date=start,
+            end_date=end,
             metrics=self.metrics,
             timezone=self.timezone,
+            interval=self.interval,
             filters=self.filters,
             site_timezone=self.site_timezone,
         )
@@ -196,6 +205,13 @@ class Query:
             "compare": self.compare,
         }
         return out
+
+
+def year_before(day: date) -> date:
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - 1, day=28)
 
 
 def local_day_range(start: date, end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -334,8 +350,8 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
         limit = int(raw)
 
     compare = params.get("compare") or None
-    if compare is not None and compare != "previous_period":
-        raise QueryError("compare", "compare must be previous_period")
+    if compare is not None and compare not in COMPARISONS:
+        raise QueryError("compare", f"compare must be one of {', '.join(COMPARISONS)}")
 
     metrics = _parse_metrics(params)
     filters = _parse_filters(params)
