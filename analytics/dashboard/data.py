@@ -27,6 +27,12 @@ def parse_filters(site: Site, raw: str) -> tuple:
     return parse_query({"filters": raw}, site=site).filters if raw else ()
 
 
+def comparison_period(site: Site, params: dict) -> tuple[date, date]:
+    """The dates the engine compares ``params``' period with."""
+    comparison = parse_query(params, site=site).comparison()
+    return comparison.start_date, comparison.end_date
+
+
 def first_day(site: Site, tz) -> date | None:
     """The local date of the site's first event ("all time" starts there)."""
     first = Event.objects.filter(site=site).aggregate(t=Min("occurred_at"))["t"]

@@ -171,13 +171,9 @@ def _bucket_label(now_local: datetime, interval: str, start: date) -> str:
 def stats_view(state: DashboardState, *, now: datetime | None = None) -> dict:
     """The top stats cards and the graph's series (of every card's metric, so a card click
     re-plots without a request), with the comparison period's totals and series."""
-    params = state.api_params(metrics=STATS_METRICS, interval=True)
+    params = state.api_params(metrics=STATS_METRICS, interval=True, compare=True)
     result = data.analytics(state.site, params)
-    comparison = comparison_params = None
-    dates = state.comparison_range
-    if dates is not None:
-        comparison_params = {**params, "start_date": dates[0].isoformat(), "end_date": dates[1].isoformat()}
-        comparison = data.analytics(state.site, comparison_params)
+    comparison = result.get("comparison")
     totals = result["data"]
     previous = comparison["data"] if comparison else {}
     has_purchases = bool(totals.get("purchases") or previous.get("purchases"))
@@ -239,7 +235,6 @@ def stats_view(state: DashboardState, *, now: datetime | None = None) -> dict:
         "revenue": revenue,
         "graph": graph,
         "query": query_string(params),
-        "comparison_query": query_string(comparison_params) if comparison_params else "",
         "comparison_period": comparison["period"] if comparison else None,
         "metric_label": GRAPH_METRICS[state.metric][1],
         "intervals": [(i, state.url(interval=i), i == state.interval) for i in _intervals(state)],

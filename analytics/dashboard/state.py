@@ -62,13 +62,6 @@ def _month_end(day: date) -> date:
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
-def _year_before(day: date) -> date:
-    try:
-        return day.replace(year=day.year - 1)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year - 1, day=28)
-
-
 @dataclass(frozen=True)
 class Range:
     start: date
@@ -128,9 +121,7 @@ class DashboardState:
     def comparison_range(self) -> tuple[date, date] | None:
         if self.compare == "off":
             return None
-        if self.compare == "year_over_year":
-            return _year_before(self.range.start), _year_before(self.range.end)
-        return self.range.start - timedelta(days=self.range.days), self.range.start - timedelta(days=1)
+        return data.comparison_period(self.site, self.api_params(metrics=("visits",), compare=True))
 
     def api_params(self, *, metrics, breakdown=None, limit=None, interval=False, compare=False, extra_filters=()) -> dict:
         """The ``GET /api/v1/analytics`` parameters of a panel: this state's range and filters."""
