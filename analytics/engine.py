@@ -11,14 +11,16 @@
    series when an interval is asked).
 """
 
+import dataclasses
 from collections import defaultdict
 from datetime import datetime
 
 from django.conf import settings
+from django.utils import timezone
 
 from . import buckets, rollups, storage
-from .query import Query, QueryError
-from .scan import ALL, scan
+from .query import CURRENT_WINDOW, Query, QueryError
+from .scan import ALL, current_visitors, scan
 from .tally import FINALIZERS, Tally, has_data, merge_into
 
 STATEMENT_TIMEOUT_MS = getattr(settings, "ANALYTICS_STATEMENT_TIMEOUT_MS", 10_000)
@@ -26,6 +28,8 @@ STATEMENT_TIMEOUT_MS = getattr(settings, "ANALYTICS_STATEMENT_TIMEOUT_MS", 10_00
 
 def run_query(query: Query) -> dict:
     """The response body: data, period, and series/breakdown/comparison/query when asked."""
+    if "current_visitors" in query.metrics:
+        return _with_current_visitors(query)
     try:
         with storage.statement_timeout(STATEMENT_TIMEOUT_MS):
             result = summarize(query, collect(query))
@@ -39,6 +43,19 @@ def run_query(query: Query) -> dict:
     except storage.StatementTimeout:
         message = f"The query ran longer than {STATEMENT_TIMEOUT_MS / 1000:g} s; narrow the date range or the filters"
         raise QueryError("start_date", message) from None
+    if query.echo:
+        body["query"] = query.normalized()
+    return body
+
+
+def _with_current_visitors(query: Query) -> dict:
+    """``current_visitors`` is counted from raw events of the last minutes; the other metrics
+    of the query as usual."""
+    others = tuple(m for m in query.metrics if m != "current_visitors")
+    body = run_query(dataclasses.replace(query, metrics=others)) if others else {"data": {}, "period": _period(query)}
+    now = query.now or timezone.now()
+    current = current_visitors(query, now - CURRENT_WINDOW, now)
+    body["data"] = {m: current if m == "current_visitors" else body["data"][m] for m in query.metrics}
     if query.echo:
         body["query"] = query.normalized()
     return body

@@ -54,7 +54,7 @@ class QueryError(ValueError):
 @dataclass(frozen=True)
 class Metric:
     name: str
-    scope: str  # "event" (counted over matching events) or "session" (over matching visits)
+    scope: str  # "event" (counted over matching events), "session" (over matching visits) or "now" (the last minutes)
     description: str
 
 
@@ -72,8 +72,15 @@ METRICS = {
         Metric("revenue", "event", "Sum of price × quantity per currency, in minor units."),
         Metric("average_order_value", "event", "Revenue ÷ purchases per currency, in minor units (halves up)."),
         Metric("conversion_rate", "event", "Percentage of unique visitors with at least one purchase."),
+        Metric(
+            "current_visitors",
+            "now",
+            "Distinct visitors with a matching event in the last 5 minutes, whatever the dates "
+            "(without interval, breakdown and compare).",
+        ),
     ]
 }
+CURRENT_WINDOW = timedelta(minutes=5)
 SESSION_METRICS = {name for name, m in METRICS.items() if m.scope == "session"}
 
 
@@ -154,6 +161,7 @@ class Query:
     compare: str | None = None
     echo: bool = False  # reference-only requests keep the reference's exact response
     site_timezone: str = "UTC"
+    now: datetime | None = None  # the instant current_visitors counts back from (default: the clock)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -358,6 +366,8 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
     uses_session_dimension = any(f.dimension.scope == "session" for f in filters) or (
         breakdown is not None and breakdown.scope == "session"
     )
+    if "current_visitors" in metrics and (interval or breakdown or compare):
+        raise QueryError("metrics", "current_visitors is one number for now: ask it without interval, breakdown and compare")
     if uses_session_dimension:
         event_only = [m for m in metrics if m not in SESSION_METRICS]
         if event_only:
@@ -379,4 +389,5 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
         compare=compare,
         echo=bool(set(params) - REFERENCE_PARAMS),
         site_timezone=site.timezone,
+        now=now,
     )
