@@ -307,3 +307,12 @@ def test_the_zip_holds_every_report_of_the_view(people, cast):
     assert revenue[1] == ["EUR", "1", "2999", "2999", "1"]
     visitors = list(csv.reader(io.StringIO(archive.read("visitors.csv").decode())))
     assert visitors[0][:2] == ["date", "unique_visitors"] and len(visitors) == 8
+
+
+def test_current_visitors_come_from_the_api(people, cast):
+    Event.objects.create(site=cast.site, kind=Kind.PAGEVIEW, name="pageview", path="/", visitor=7, session=7,
+                         occurred_at=timezone.now() - timedelta(minutes=1))  # fmt: skip
+    html = client_for(people["member"]).get("/sites/example.com/panels/current").content.decode()
+    params = data_query(html, 'data-value="1"')
+    assert Api(cast.key).get("/api/v1/analytics", params).json()["data"] == {"current_visitors": 1}
+    assert "1</strong> current visitor<" in html

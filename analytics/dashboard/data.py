@@ -49,16 +49,5 @@ def metadata_keys(site: Site, event_name: str, limit: int = 20) -> list[str]:
     return sorted(keys)[:limit]
 
 
-def current_visitors(site: Site, *, now=None) -> int:
-    """Distinct visitors with an event in the last five minutes."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    since = (now or timezone.now()) - timedelta(minutes=5)
-    recent = Event.objects.filter(site=site, occurred_at__gte=since, visitor__isnull=False)
-    return recent.values("visitor").distinct().count()
-
-
 def has_events(site: Site) -> bool:
     return Event.objects.filter(site=site).exists()

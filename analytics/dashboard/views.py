@@ -225,7 +225,9 @@ def panel(request, name):
             context.update(panels.stats_view(state))
             return render(request, "dashboard/panels/stats.html", context)
         if name == "current":
-            context["current"] = data.current_visitors(viewer.site)
+            params = {"metrics": "current_visitors"}
+            context["current"] = data.analytics(viewer.site, params)["data"]["current_visitors"]
+            context["query"] = panels.query_string(params)
             return render(request, "dashboard/panels/current.html", context)
         report = REPORTS[name]
         context["view"] = panels.report_view(state, report, tab_key=request.GET.get("show"))
@@ -253,7 +255,7 @@ def summary(request):
             "visitors": result["data"]["unique_visitors"],
             "visitors_text": numbers.compact(result["data"]["unique_visitors"]),
             "spark": _sparkline(points),
-            "current": data.current_visitors(site),
+            "current": data.analytics(site, {"metrics": "current_visitors"})["data"]["current_visitors"],
             "query": panels.query_string(params),
         },
     )
