@@ -66,7 +66,14 @@ GRACE = timedelta(minutes=1)
 MAX_METADATA_KEYS = 20
 MAX_VALUES_PER_DIMENSION = 5000  # a dimension with more values in one bucket is left to raw scans
 SETTLE_TIMEOUT = 5.0  # seconds to wait for open event-writing transactions (settled_event_id)
-PAIRS = [("country", "source"), ("country", "page"), ("event_name", "metadata.*")]
+# A filter on the first dimension with a breakdown by the second reads rollups: the dashboard's
+# Sources row click (every default report by source) and its country pairs.
+PAIRS = [
+    ("country", "source"),
+    ("country", "page"),
+    ("event_name", "metadata.*"),
+    *[("source", b) for b in ("page", "country", "browser", "event_name", "currency")],
+]
 UTC = ZoneInfo("UTC")
 _ADDITIVE = {"page_views": "page_views", "events": "events", "purchases": "purchases", "visits": "visits"}
 
