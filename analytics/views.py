@@ -62,6 +62,21 @@ AnalyticsOut = inline_serializer(
             help_text="With `compare`: the totals (and series) of the previous period or of the same dates a year earlier.",
         ),
         "query": serializers.DictField(required=False, help_text="The normalized query (absent for reference-only requests)."),
+        "estimated": inline_serializer(
+            name="Estimates",
+            fields={
+                "relative_standard_error": serializers.FloatField(help_text="Of each estimate: 0.0163 (1.63 %)."),
+                "values": serializers.ListField(
+                    child=serializers.CharField(),
+                    help_text="Paths of the estimated numbers, e.g. `data.unique_visitors`, `series.3.unique_visitors`, "
+                    "`breakdown.0.conversion_rate`, `comparison.data.unique_visitors`.",
+                ),
+            },
+            required=False,
+            help_text="Present (on requests beyond the reference's three parameters) when a unique-visitor count or a "
+            "conversion rate is a HyperLogLog estimate: a union of visitor sets of more than 512 visitors across "
+            "rollup buckets. Every other number is exact.",
+        ),
     },
 )
 
