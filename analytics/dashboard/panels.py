@@ -27,6 +27,7 @@ class Cell:
     value: object
     text: str
     exact: str
+    estimated: bool = False
 
 
 @dataclass
@@ -67,11 +68,22 @@ def _label(tab: Tab, value) -> str:
     return value
 
 
-def _cells(metrics, values: dict, tab: Tab) -> list[Cell]:
-    return [
-        Cell(m, tab.label_of(m), values.get(m), numbers.display(values.get(m), m), numbers.exact(values.get(m), m))
-        for m in metrics
-    ]
+def estimates(result: dict) -> tuple[set, str]:
+    """The paths of the answer's estimated numbers, and how to say so in a tooltip."""
+    flagged = result.get("estimated") or {}
+    error = flagged.get("relative_standard_error", 0)
+    return set(flagged.get("values", ())), f"an estimate (HyperLogLog, ±{error * 100:.1f}% standard error)"
+
+
+def _cells(metrics, values: dict, tab: Tab, path: str = "", estimated=(), note="") -> list[Cell]:
+    out = []
+    for m in metrics:
+        value = values.get(m)
+        cell = Cell(m, tab.label_of(m), value, numbers.display(value, m), numbers.exact(value, m))
+        if f"{path}{m}" in estimated:
+            cell.estimated, cell.text, cell.exact = True, "≈" + cell.text, f"{cell.exact}: {note}"
+        out.append(cell)
+    return out
 
 
 def events_tabs(state: DashboardState) -> tuple[str | None, list[Tab]]:
@@ -103,12 +115,13 @@ def report_view(state: DashboardState, report: Report, *, rows=CARD_ROWS, metric
     result = data.analytics(state.site, params)
     first = metrics[0]
     total = result["data"].get(first)
-    breakdown = [r for r in result["breakdown"] if not (hide_pageviews and r["value"] == PAGEVIEW_EVENT)][: max(rows, 0)]
-    if tab.key == "map":
-        breakdown = result["breakdown"]
-    widest = max((_bar_value(r.get(first)) for r in breakdown), default=0) or 1
+    estimated, note = estimates(result)
+    breakdown = [(i, r) for i, r in enumerate(result["breakdown"]) if not (hide_pageviews and r["value"] == PAGEVIEW_EVENT)]
+    if tab.key != "map":
+        breakdown = breakdown[: max(rows, 0)]
+    widest = max((_bar_value(r.get(first)) for _, r in breakdown), default=0) or 1
     out_rows = []
-    for r in breakdown:
+    for i, r in breakdown:
         value = r["value"]
         share = None
         if first in SHARED_METRICS and isinstance(total, int) and total:
@@ -117,7 +130,7 @@ def report_view(state: DashboardState, report: Report, *, rows=CARD_ROWS, metric
             Row(
                 value=value,
                 label=_label(tab, value),
-                cells=_cells(metrics, r, tab),
+                cells=_cells(metrics, r, tab, f"breakdown.{i}.", estimated, note),
                 bar=round(_bar_value(r.get(first)) / widest * 100, 1),
                 share=share,
                 filter_url=state.with_filter(tab.dimension, "==", value or ""),
@@ -177,6 +190,7 @@ def stats_view(state: DashboardState, *, now: datetime | None = None) -> dict:
     totals = result["data"]
     previous = comparison["data"] if comparison else {}
     has_purchases = bool(totals.get("purchases") or previous.get("purchases"))
+    estimated, note = estimates(result)
     cards = []
     for metric, (label, _) in GRAPH_METRICS.items():
         if metric == "conversion_rate" and not has_purchases:
@@ -188,7 +202,8 @@ def stats_view(state: DashboardState, *, now: datetime | None = None) -> dict:
                 "label": label,
                 "value": value,
                 "text": numbers.display(value, metric),
-                "exact": numbers.exact(value, metric),
+                "exact": numbers.exact(value, metric) + (f", {note}" if f"data.{metric}" in estimated else ""),
+                "estimated": f"data.{metric}" in estimated,
                 "previous": before,
                 "previous_text": numbers.display(before, metric) if comparison else "",
                 "change": numbers.change(value, before, metric) if comparison else None,
@@ -221,6 +236,8 @@ def stats_view(state: DashboardState, *, now: datetime | None = None) -> dict:
         "labels": labels,
         "series": {m: [p[m] for p in result["series"]] for m in GRAPH_METRICS},
         "incomplete": labels.index(current) if current in labels else None,
+        "estimated": sorted(estimated),
+        "estimate_note": note,
         "comparison": None,
         "names": {m: names[1] for m, names in GRAPH_METRICS.items()},
     }

@@ -77,6 +77,7 @@
               '</span><strong>' + format(data.comparison.series[metric][i], true) + '</strong></div>';
           }
           if (i === data.incomplete) html += '<div class="tip-note">Still in progress</div>';
+          if (data.estimated.indexOf('series.' + i + '.' + metric) >= 0) html += '<div class="tip-note">≈ ' + data.estimate_note + '</div>';
           tip.innerHTML = html;
           var left = u.valToPos(u.data[0][i], 'x');
           var width = tip.offsetWidth;
