@@ -34,7 +34,13 @@ MAIN_SITE = "bench.example.com"
 TARGET_LOAD = 1.0
 TARGET_GROWTH = 1.5
 TARGET_FILTER = 0.3
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 READY = "document.documentElement.dataset.ready === 'true'"
 
 
@@ -100,7 +106,9 @@ def open_dashboard(browser, base: str, session_key: str) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench dashboard", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dbs", default="bench_dash_1m,bench_dash_10m", help="comma-separated databases filled by bench generate")
+    parser.add_argument(
+        "--dbs", default="bench_dash_1m,bench_dash_10m", help="comma-separated databases filled by bench generate"
+    )
     parser.add_argument("--runs", type=int, default=20, help="timed page loads (each with a filter click) per database")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
@@ -120,8 +128,8 @@ def main(argv=None):
     from playwright.sync_api import sync_playwright
 
     print(f"machine: {machine()}")
-    print(f"server: gunicorn gthread, {args.workers} workers x {args.threads} threads per database; Chromium headless,"
-          f" a fresh context per load; {args.runs} timed loads per database after 2 warm-up loads, databases in turn")  # fmt: skip
+    print(f"server: gunicorn gthread, {args.workers} workers x {args.threads} threads per database; Chromium headless,")
+    print(f"  a fresh context per load; {args.runs} timed loads per database after 2 warm-up loads, databases in turn")
     results = {db: [] for db in dbs}
     found = {}
     with contextlib.ExitStack() as stack:
@@ -130,15 +138,21 @@ def main(argv=None):
             session_key, count = prepare(db, catch_up=not args.no_rollup)
             server = server_env(DATABASE_URL=env.database_url(db), SECURE_COOKIES="false", RATE_LIMIT_DASHBOARD=10**6)
             base = stack.enter_context(
-                running_server(server="gunicorn:gthread", workers=args.workers, threads=args.threads, env=server,
-                               settings_module="infinity.settings", ready_path="/login/")  # fmt: skip
+                running_server(
+                    server="gunicorn:gthread",
+                    workers=args.workers,
+                    threads=args.threads,
+                    env=server,
+                    settings_module="infinity.settings",
+                    ready_path="/login/",
+                )  # fmt: skip
             )
             servers[db] = (base, session_key)
             found[db] = count
         playwright = stack.enter_context(sync_playwright())
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         stack.callback(browser.close)
-        for db, (base, key) in servers.items():
+        for base, key in servers.values():
             for _ in range(2):
                 open_dashboard(browser, base, key)
         for i in range(args.runs):

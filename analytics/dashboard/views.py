@@ -106,7 +106,11 @@ def add_site(request):
 def setup(request):
     viewer = request.viewer
     origin = request.build_absolute_uri("/").rstrip("/")
-    snippet = f'<script defer data-domain="{viewer.site.domain}" src="{origin}/js/script.js"></script>'
+    local = viewer.site.domain == "localhost" or viewer.site.domain.replace(".", "").isdigit()
+    attributes = f'data-domain="{viewer.site.domain}"' + (
+        " data-local" if local else ""
+    )  # the script skips local pages unless told
+    snippet = f'<script defer {attributes} src="{origin}/js/script.js"></script>'
     return render(
         request, "dashboard/setup.html", {"viewer": viewer, "snippet": snippet, "received": data.has_events(viewer.site)}
     )
