@@ -116,6 +116,9 @@ def summarize(query: Query, tallies: dict) -> dict:
     estimated = [f"data.{m}" for m in estimated_metrics(query.metrics, totals)]
     if query.interval:
         keys = buckets.bucket_keys(query.start_date, query.end_date, query.interval, query.tz)
+        if query.window is not None:  # only the buckets the window touches
+            lo, hi = (buckets.bucket_of(t, query.interval, query.tz) for t in (query.window[0], query.window[1]))
+            keys = [key for key in keys if lo <= key <= hi]
         out["series"] = []
         for i, key in enumerate(keys):
             tally = per_bucket.get(key, Tally())

@@ -128,6 +128,12 @@ class AnalyticsView(ApiView):
                 ),
                 examples=[OpenApiExample("page and country", value="page==/pricing;country==DE")],
             ),
+            OpenApiParameter(
+                "hours",
+                {"type": "integer", "minimum": 1, "maximum": 72},
+                description="Instead of start_date and end_date: the N hours up to now (e.g. 24 for the last 24 hours); "
+                "`period` then names the local days the window touches, and a series only its buckets",
+            ),
             OpenApiParameter("timezone", OpenApiTypes.STR, description="IANA timezone name; default the site's timezone"),
             OpenApiParameter(
                 "compare",
