@@ -36,9 +36,9 @@ def client_for(user) -> Client:
     return client
 
 
-def traffic(site, days_ago=2):
+def traffic(site, days_ago=2, hours_ago=0):
     """A small day of traffic: two visitors from Google and one direct, one signup, one purchase."""
-    when = timezone.now() - timedelta(days=days_ago)
+    when = timezone.now() - timedelta(days=days_ago, hours=hours_ago)
     rows = [
         dict(visitor=1, session=11, path="/", source="Google", country="DE", browser="Firefox"),
         dict(visitor=1, session=11, path="/pricing", source="Google", country="DE", browser="Firefox"),
@@ -316,3 +316,12 @@ def test_current_visitors_come_from_the_api(people, cast):
     params = data_query(html, 'data-value="1"')
     assert Api(cast.key).get("/api/v1/analytics", params).json()["data"] == {"current_visitors": 1}
     assert "1</strong> current visitor<" in html
+
+
+def test_the_site_list_card_shows_the_last_24_hours_from_the_api(people, cast):
+    traffic(cast.site, days_ago=0, hours_ago=1)
+    html = client_for(people["member"]).get("/sites/example.com/summary").content.decode()
+    params = data_query(html, 'class="site-summary"')
+    assert params["hours"] == "24"
+    answer = Api(cast.key).get("/api/v1/analytics", params).json()
+    assert f'data-value="{answer["data"]["unique_visitors"]}"' in html and answer["data"]["unique_visitors"] == 3
