@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from . import data, numbers
 from .countries import NAMES as COUNTRY_NAMES
 from .reports import CARD_ROWS, EVENTS, PAGEVIEW_EVENT, Report, Tab, metadata_tab
-from .state import GRAPH_METRICS, DashboardState
+from .state import GRAPH_METRICS, DashboardState, allowed_intervals
 
 STATS_METRICS = (*GRAPH_METRICS, "purchases", "revenue")
 SHARED_METRICS = {"unique_visitors", "visits", "page_views", "events", "purchases"}  # a row's share of the total
@@ -94,17 +94,25 @@ def events_tabs(state: DashboardState) -> tuple[str | None, list[Tab]]:
     return chosen, [metadata_tab(key) for key in data.metadata_keys(state.site, chosen)]
 
 
-def report_view(state: DashboardState, report: Report, *, rows=CARD_ROWS, metrics=None, search="", tab_key=None) -> ReportView:
-    """One breakdown: the top ``rows`` values of the chosen tab, with their share of the total."""
+def choose_tab(state: DashboardState, report: Report, tab_key: str | None = None) -> tuple[str | None, list, Tab | None]:
+    """(the chosen event or None, the report's tabs, the tab to show): ``tab_key`` if it is one of
+    them, else the one in the URL, else the first. No tab: an event without properties."""
     subject, tabs = (None, list(report.tabs))
     if report is EVENTS:
         subject, tabs = events_tabs(state)
-        if not tabs:
-            return ReportView(report, EVENTS.tabs[0], [], [], [], [], "", "", empty=True, subject=subject,
-                              note="This event has no properties.", clear_url=state.url())  # fmt: skip
+    if not tabs:
+        return subject, tabs, None
     keys = tuple(t.key for t in tabs)
     key = tab_key if tab_key in keys else state.tab(report.key, keys, keys[0])
-    tab = next(t for t in tabs if t.key == key)
+    return subject, tabs, next(t for t in tabs if t.key == key)
+
+
+def report_view(state: DashboardState, report: Report, *, rows=CARD_ROWS, metrics=None, search="", tab_key=None) -> ReportView:
+    """One breakdown: the top ``rows`` values of the chosen tab, with their share of the total."""
+    subject, tabs, tab = choose_tab(state, report, tab_key)
+    if tab is None:
+        return ReportView(report, EVENTS.tabs[0], [], [], [], [], "", "", empty=True, subject=subject,
+                          note="This event has no properties.", clear_url=state.url())  # fmt: skip
     metrics = tuple(metrics or tab.metrics)
     hide_pageviews = report is EVENTS and subject is None
     limit = rows + 1 if hide_pageviews else rows
@@ -254,11 +262,5 @@ def stats_view(state: DashboardState, *, now: datetime | None = None) -> dict:
         "query": query_string(params),
         "comparison_period": comparison["period"] if comparison else None,
         "metric_label": GRAPH_METRICS[state.metric][1],
-        "intervals": [(i, state.url(interval=i), i == state.interval) for i in _intervals(state)],
+        "intervals": [(i, state.url(interval=i), i == state.interval) for i in allowed_intervals(state.range.days)],
     }
-
-
-def _intervals(state: DashboardState):
-    from .state import allowed_intervals
-
-    return allowed_intervals(state.range.days)

@@ -76,13 +76,6 @@ class Range:
 
 
 @dataclass(frozen=True)
-class Chip:
-    filter: object  # analytics.query.Filter
-    label: str
-    remove_url: str
-
-
-@dataclass(frozen=True)
 class DashboardState:
     site: Site
     params: dict  # the kept URL parameters, as given

@@ -286,23 +286,24 @@ def details(request, report):
     tab_key = request.GET.get("show") or None
     if report.key == "locations" and tab_key in (None, "map"):
         tab_key = "countries"  # the details of the map are its list
-    base = panels.report_view(state, report, rows=0, tab_key=tab_key)  # which tab, without rows
-    metrics = list(base.tab.detail_metrics)
+    subject, tabs, tab = panels.choose_tab(state, report, tab_key)
+    detail_metrics = list(tab.detail_metrics) if tab else []
+    metrics = list(detail_metrics)
     sort = request.GET.get("sort")
     if sort in metrics:  # the API orders by the first metric
         metrics.remove(sort)
         metrics.insert(0, sort)
     try:
-        view = panels.report_view(state, report, rows=DETAIL_ROWS, metrics=metrics, search=search, tab_key=base.tab.key)
+        view = panels.report_view(state, report, rows=DETAIL_ROWS, metrics=metrics, search=search, tab_key=tab_key)
     except data.QueryError as exc:
         return render(request, "dashboard/panels/error.html", {"message": exc.message}, status=400)
-    view.headers = [(m, view.tab.label_of(m)) for m in base.tab.detail_metrics]
-    for row in view.rows:
-        row.cells.sort(key=lambda c: list(base.tab.detail_metrics).index(c.metric))
+    view.headers = [(m, view.tab.label_of(m)) for m in detail_metrics]
+    for row in view.rows:  # columns in the tab's order, whichever sorts
+        row.cells.sort(key=lambda c: detail_metrics.index(c.metric))
     if request.GET.get("format") == "csv":
         name = f"{viewer.site.domain}-{slugify(view.tab.label)}-{state.range.start}-{state.range.end}.csv"
         return _csv_response(name, view)
-    sorted_by = metrics[0]
+    sorted_by = metrics[0] if metrics else None
     return render(
         request,
         "dashboard/details.html",
@@ -312,14 +313,14 @@ def details(request, report):
             "view": view,
             "search": search,
             "sorted_by": sorted_by,
-            "sort_urls": {m: _details_url(request, sort=m) for m in base.tab.detail_metrics},
+            "sort_urls": {m: _details_url(request, sort=m) for m in detail_metrics},
             "csv_url": _details_url(request, format="csv"),
             "back_url": f"{viewer.prefix}{state.url()}",
             "tab_urls": [
                 (t.key, t.label, _details_url(request, show=t.key, sort=None, q=None), t.key == view.tab.key)
-                for t in (report.tabs if report.key != "events" else panels.events_tabs(state)[1])
+                for t in tabs
                 if t.key != "map"
-            ],  # fmt: skip
+            ],
         },
     )
 
