@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from . import data, numbers
 from .countries import NAMES as COUNTRY_NAMES
-from .reports import CARD_ROWS, EVENTS, PAGEVIEW_EVENT, Report, Tab, metadata_tab
+from .reports import CARD_ROWS, EVENTS, PAGEVIEW_EVENT, REVENUE, Report, Tab, metadata_tab
 from .state import GRAPH_METRICS, DashboardState, allowed_intervals
 
 STATS_METRICS = (*GRAPH_METRICS, "purchases", "revenue")
@@ -114,8 +114,10 @@ def report_view(state: DashboardState, report: Report, *, rows=CARD_ROWS, metric
         return ReportView(report, EVENTS.tabs[0], [], [], [], [], "", "", empty=True, subject=subject,
                           note="This event has no properties.", clear_url=state.url())  # fmt: skip
     metrics = tuple(metrics or tab.metrics)
-    hide_pageviews = report is EVENTS and subject is None
-    limit = rows + 1 if hide_pageviews else rows
+    # Rows that are not what the report is about: page views among the events, and the events
+    # that were not purchases (no currency, no product) in the revenue report.
+    hidden = {PAGEVIEW_EVENT} if report is EVENTS and subject is None else {None} if report is REVENUE else set()
+    limit = rows + 1 if hidden else rows
     if tab.key == "map":
         limit = 300  # every country, for the colours
     extra = (data.Filter(data.parse_dimension(tab.dimension, "filters"), "~", search),) if search else ()
@@ -124,7 +126,7 @@ def report_view(state: DashboardState, report: Report, *, rows=CARD_ROWS, metric
     first = metrics[0]
     total = result["data"].get(first)
     estimated, note = estimates(result)
-    breakdown = [(i, r) for i, r in enumerate(result["breakdown"]) if not (hide_pageviews and r["value"] == PAGEVIEW_EVENT)]
+    breakdown = [(i, r) for i, r in enumerate(result["breakdown"]) if r["value"] not in hidden]
     if tab.key != "map":
         breakdown = breakdown[: max(rows, 0)]
     widest = max((_bar_value(r.get(first)) for _, r in breakdown), default=0) or 1
