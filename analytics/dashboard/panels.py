@@ -264,5 +264,7 @@ def stats_view(state: DashboardState, *, now: datetime | None = None) -> dict:
         "query": query_string(params),
         "comparison_period": comparison["period"] if comparison else None,
         "metric_label": GRAPH_METRICS[state.metric][1],
+        "card_count": len(cards) + bool(revenue),
+        "card_half": (len(cards) + bool(revenue) + 1) // 2,
         "intervals": [(i, state.url(interval=i), i == state.interval) for i in allowed_intervals(state.range.days)],
     }
