@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 
-from bench.common import machine, ms, server_env, times
+from bench.common import load_average, machine, ms, server_env, times
 from bench.servers import running_server
 
 MAIN_SITE = "bench.example.com"
@@ -127,7 +127,7 @@ def main(argv=None):
     env.setup_django()
     from playwright.sync_api import sync_playwright
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average before: {load_average()}")
     print(f"server: gunicorn gthread, {args.workers} workers x {args.threads} threads per database; Chromium headless,")
     print(f"  a fresh context per load; {args.runs} timed loads per database after 2 warm-up loads, databases in turn")
     results = {db: [] for db in dbs}
@@ -160,6 +160,7 @@ def main(argv=None):
                 base, key = servers[db]
                 results[db].append(open_dashboard(browser, base, key))
 
+    print(f"load average after: {load_average()}")
     ok = True
     for db in dbs:
         runs = results[db]
