@@ -258,10 +258,9 @@ LOGGING = {
 }
 
 # The dashboard (analytics.dashboard): its data requests count per signed-in user or per shared
-# link (and client IP), per minute, apart from any API key's budget; password forms (the login,
-# a shared link's password) allow PASSWORD_RATE_LIMIT attempts per client IP and per username or link.
+# link (and client IP), per minute, apart from any API key's budget. Its password forms (the
+# login, a shared link's password) use accounts.passwords' limits.
 DASHBOARD_RATE_LIMIT = env_int("RATE_LIMIT_DASHBOARD", 600)
 SHARE_RATE_LIMIT = env_int("RATE_LIMIT_SHARE", 300)
-PASSWORD_RATE_LIMIT = env_str("RATE_LIMIT_PASSWORD", "10/10m")
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"

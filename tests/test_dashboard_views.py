@@ -185,19 +185,19 @@ def test_staff_create_and_revoke_shared_links(people, cast):
 
 
 def test_login_attempts_are_limited_per_username_and_say_so(people, settings):
-    settings.PASSWORD_RATE_LIMIT = "3/10m"
+    settings.PASSWORD_GUESSES_PER_USERNAME = "3/10m"
     for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):  # a different address each time: the username still counts
         response = Client(REMOTE_ADDR=ip).post("/login/", {"username": "owner", "password": "wrong"})
         assert response.status_code == 200
     limited = Client(REMOTE_ADDR="10.0.0.4").post("/login/", {"username": "owner", "password": "owner-pass-1"})
     assert limited.status_code == 429
-    assert "Too many attempts" in limited.content.decode()
+    assert "Too many sign-in attempts" in limited.content.decode()
     fine = Client(REMOTE_ADDR="10.0.0.5").post("/login/", {"username": "member", "password": "member-pass-1"})
     assert fine.status_code == 302
 
 
 def test_login_attempts_are_limited_per_client_ip(people, settings):
-    settings.PASSWORD_RATE_LIMIT = "3/10m"
+    settings.PASSWORD_GUESSES_PER_IP = "3/10m"
     client = Client(REMOTE_ADDR="10.0.0.9")
     for name in ("a", "b", "c"):
         assert client.post("/login/", {"username": name, "password": "x"}).status_code == 200
@@ -205,14 +205,14 @@ def test_login_attempts_are_limited_per_client_ip(people, settings):
 
 
 def test_shared_link_password_attempts_are_limited(cast, settings):
-    settings.PASSWORD_RATE_LIMIT = "2/10m"
+    settings.PASSWORD_GUESSES_PER_USERNAME = "2/10m"  # per link
     link = ShareLink(site=cast.site)
     link.set_password("right")
     link.save()
     for ip in ("10.1.0.1", "10.1.0.2"):
         assert Client(REMOTE_ADDR=ip).post(f"/share/{link.token}/", {"password": "wrong"}).status_code == 403
     limited = Client(REMOTE_ADDR="10.1.0.3").post(f"/share/{link.token}/", {"password": "right"})
-    assert limited.status_code == 429 and "Too many attempts" in limited.content.decode()
+    assert limited.status_code == 429 and "Too many sign-in attempts" in limited.content.decode()
 
 
 def test_dashboard_data_requests_have_their_own_limit(people, settings):

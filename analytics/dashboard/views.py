@@ -10,17 +10,19 @@ from zoneinfo import available_timezones
 from django import forms
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import Http404, HttpResponseNotAllowed, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET
 
 from accounts.models import ShareLink, Site
+from accounts.passwords import RefuseWhenLimited, limit_password_guesses
 
 from . import data, numbers, panels
 from .access import active_link, dashboard_view, visible_sites
-from .passwords import LIMITED_MESSAGE, attempts_exceeded
 from .reports import DETAIL_ROWS, EXPORT_ROWS, REPORTS
 from .state import COMPARES, PERIODS, DashboardState
 
@@ -30,18 +32,17 @@ PANELS = ("stats", "current", *REPORTS)
 # --- signing in --------------------------------------------------------------------------
 
 
-class LoginView(auth_views.LoginView):
-    template_name = "dashboard/login.html"
-    redirect_authenticated_user = True
+class LoginForm(RefuseWhenLimited, AuthenticationForm):
+    pass
 
-    def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "").strip().lower()
-        if attempts_exceeded(request, subject=f"user:{username}"):
-            form = self.get_form()
-            form.errors.clear()
-            form.add_error(None, LIMITED_MESSAGE)
-            return self.render_to_response(self.get_context_data(form=form), status=429)
-        return super().post(request, *args, **kwargs)
+
+@method_decorator(limit_password_guesses, name="dispatch")
+class LoginView(auth_views.LoginView):
+    """Django's login with the attempt limits of every password form (``accounts.passwords``)."""
+
+    template_name = "dashboard/login.html"
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
 
 
 class LogoutView(auth_views.LogoutView):
