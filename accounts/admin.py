@@ -115,3 +115,79 @@ admin.site.site_header = "Infinity Metrics"
 admin.site.site_title = "Infinity Metrics"
 admin.site.index_title = "Administration"
 admin.site.login_form = AdminLoginForm  # refuses past the attempt limit (see infinity.urls)
+
+
+# --- Dashboard access: memberships (who may view which site) and shared links ---------------
+
+from .models import Membership, ShareLink  # noqa: E402
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+    verbose_name = "viewer"
+    verbose_name_plural = "Viewers (users who are not staff and may open this site's dashboard)"
+
+
+SiteAdmin.inlines = [*SiteAdmin.inlines, MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "site", "created_at"]
+    list_filter = ["site"]
+    search_fields = ["user__username", "site__domain"]
+    autocomplete_fields = ["user", "site"]
+
+
+class ShareLinkForm(forms.ModelForm):
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Optional. Viewers enter it once and stay in for 24 hours. Leave empty to keep the current one.",
+    )
+    remove_password = forms.BooleanField(required=False)
+    revoked = forms.BooleanField(required=False, help_text="The link stops working at once; this cannot be undone.")
+
+    class Meta:
+        model = ShareLink
+        fields = ["site", "name"]
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    form = ShareLinkForm
+    list_display = ["__str__", "site", "link", "protected", "created_at", "revoked_at"]
+    list_filter = ["site"]
+    search_fields = ["name", "site__domain"]
+    readonly_fields = ["link", "created_by", "created_at", "revoked_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["site", "name", "password"]
+        return ["link", "site", "name", "password", "remove_password", "revoked", "created_by", "created_at", "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields + (["site"] if obj else [])
+
+    @admin.display(description="Link")
+    def link(self, obj):
+        if not obj.pk:
+            return "—"
+        return format_html('<a href="/share/{0}/">/share/{0}/</a>', obj.token)
+
+    @admin.display(description="Password", boolean=True)
+    def protected(self, obj):
+        return obj.has_password
+
+    def save_model(self, request, obj, form, change):
+        if form.cleaned_data.get("password"):
+            obj.set_password(form.cleaned_data["password"])
+        elif form.cleaned_data.get("remove_password"):
+            obj.set_password(None)
+        if form.cleaned_data.get("revoked") and obj.revoked_at is None:
+            obj.revoked_at = timezone.now()
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -68,3 +68,63 @@ class ApiKey(models.Model):
 
     def has_scope(self, scope):
         return scope in self.scopes
+
+
+class Membership(models.Model):
+    """View access to one site's dashboard for a user who is not staff (staff see every site)."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="site_memberships")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(default=dj_timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "site"], name="membership_unique")]
+        ordering = ["site__domain", "user__username"]
+
+    def __str__(self):
+        return f"{self.user} → {self.site}"
+
+
+def new_share_token():
+    import secrets
+
+    return secrets.token_urlsafe(24)  # 192 random bits
+
+
+class ShareLink(models.Model):
+    """A read-only public dashboard at ``/share/<token>/``; revocable, optionally behind a password.
+
+    The token is kept as is (not hashed) so that the owner can copy the link again: it opens
+    one site's dashboard read-only, never settings or keys."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="share_links")
+    name = models.CharField(max_length=100, blank=True, help_text="For you: where the link is used")
+    token = models.CharField(max_length=64, unique=True, default=new_share_token, editable=False)
+    password_hash = models.CharField(max_length=128, blank=True, editable=False)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=dj_timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.site.domain}: {self.name or self.token[:8] + '…'}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_hash)
+
+    def set_password(self, raw: str | None) -> None:
+        from django.contrib.auth.hashers import make_password
+
+        self.password_hash = make_password(raw) if raw else ""
+
+    def check_password(self, raw: str) -> bool:
+        from django.contrib.auth.hashers import check_password
+
+        return bool(self.password_hash) and check_password(raw, self.password_hash)

@@ -40,7 +40,9 @@ MAX_FILTERS = 10
 PAIR_SEPARATOR = "\x1f"
 VISIT_WINDOW = timedelta(hours=2)
 REFERENCE_PARAMS = {"start_date", "end_date", "metrics"}
-KNOWN_PARAMS = REFERENCE_PARAMS | {"interval", "breakdown", "limit", "filters", "timezone", "compare"}
+COMPARISONS = ("previous_period", "year_over_year")
+KNOWN_PARAMS = REFERENCE_PARAMS | {"interval", "breakdown", "limit", "filters", "timezone", "compare", "hours"}
+MAX_WINDOW_HOURS = 72
 
 
 class QueryError(ValueError):
@@ -53,7 +55,7 @@ class QueryError(ValueError):
 @dataclass(frozen=True)
 class Metric:
     name: str
-    scope: str  # "event" (counted over matching events) or "session" (over matching visits)
+    scope: str  # "event" (counted over matching events), "session" (over matching visits) or "now" (the last minutes)
     description: str
 
 
@@ -71,8 +73,15 @@ METRICS = {
         Metric("revenue", "event", "Sum of price × quantity per currency, in minor units."),
         Metric("average_order_value", "event", "Revenue ÷ purchases per currency, in minor units (halves up)."),
         Metric("conversion_rate", "event", "Percentage of unique visitors with at least one purchase."),
+        Metric(
+            "current_visitors",
+            "now",
+            "Distinct visitors with a matching event in the last 5 minutes, whatever the dates "
+            "(without interval, breakdown and compare).",
+        ),
     ]
 }
+CURRENT_WINDOW = timedelta(minutes=5)
 SESSION_METRICS = {name for name, m in METRICS.items() if m.scope == "session"}
 
 
@@ -153,6 +162,8 @@ class Query:
     compare: str | None = None
     echo: bool = False  # reference-only requests keep the reference's exact response
     site_timezone: str = "UTC"
+    now: datetime | None = None  # the instant current_visitors counts back from (default: the clock)
+    window: tuple[datetime, datetime] | None = None  # with ``hours``: [now − hours, now) instead of whole days
 
     @property
     def tz(self) -> ZoneInfo:
@@ -160,7 +171,9 @@ class Query:
 
     @property
     def utc_range(self) -> tuple[datetime, datetime]:
-        """[start, end) in UTC: local midnight of start_date to local midnight after end_date."""
+        """[start, end) in UTC: local midnight of start_date to local midnight after end_date (or the window)."""
+        if self.window is not None:
+            return self.window
         return local_day_range(self.start_date, self.end_date, self.tz)
 
     @property
@@ -171,16 +184,30 @@ class Query:
     def session_filters(self) -> tuple[Filter, ...]:
         return tuple(f for f in self.filters if f.dimension.scope == "session")
 
-    def previous(self) -> "Query":
-        days = (self.end_date - self.start_date).days + 1
+    def comparison(self) -> "Query":
+        """The period ``compare`` names, with the same metrics, filters and interval: the
+        ``previous_period`` of as many days just before, or the same dates a ``year_over_year``
+        earlier (29 February → 28 February)."""
+        window = None
+        if self.window is not None:  # the as long window just before
+            lo, hi = self.window
+            window = (lo - (hi - lo), lo)
+            start, end = window[0].astimezone(self.tz).date(), (lo - timedelta(microseconds=1)).astimezone(self.tz).date()
+        elif self.compare == "year_over_year":
+            start, end = year_before(self.start_date), year_before(self.end_date)
+        else:
+            days = (self.end_date - self.start_date).days + 1
+            start, end = self.start_date - timedelta(days=days), self.start_date - timedelta(days=1)
         return Query(
             site_id=self.site_id,
-            start_date=self.start_date - timedelta(days=days),
-            end_date=self.start_date - timedelta(days=1),
+            start_date=start,
+            end_date=end,
             metrics=self.metrics,
             timezone=self.timezone,
+            interval=self.interval,
             filters=self.filters,
             site_timezone=self.site_timezone,
+            window=window,
         )
 
     def normalized(self) -> dict:
@@ -195,7 +222,16 @@ class Query:
             "filters": ";".join(str(f) for f in self.filters) or None,
             "compare": self.compare,
         }
+        if self.window is not None:
+            out["hours"] = round((self.window[1] - self.window[0]).total_seconds() / 3600)
         return out
+
+
+def year_before(day: date) -> date:
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - 1, day=28)
 
 
 def local_day_range(start: date, end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -304,6 +340,9 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
     tz = ZoneInfo(tz_name)
     today = (now or timezone.now()).astimezone(tz).date()
     start, end = _parse_date(params, "start_date"), _parse_date(params, "end_date")
+    window = _parse_window(params, now, start, end)
+    if window is not None:
+        start, end = window[0].astimezone(tz).date(), today
     for name, value in (("start_date", start), ("end_date", end)):  # before any date arithmetic overflows
         if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
             raise QueryError(name, _YEARS_MESSAGE)
@@ -334,14 +373,18 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
         limit = int(raw)
 
     compare = params.get("compare") or None
-    if compare is not None and compare != "previous_period":
-        raise QueryError("compare", "compare must be previous_period")
+    if compare is not None and compare not in COMPARISONS:
+        raise QueryError("compare", f"compare must be one of {', '.join(COMPARISONS)}")
 
     metrics = _parse_metrics(params)
     filters = _parse_filters(params)
     uses_session_dimension = any(f.dimension.scope == "session" for f in filters) or (
         breakdown is not None and breakdown.scope == "session"
     )
+    if window is not None and compare == "year_over_year":
+        raise QueryError("compare", "With hours, compare can only be previous_period (the as many hours before)")
+    if "current_visitors" in metrics and (interval or breakdown or compare):
+        raise QueryError("metrics", "current_visitors is one number for now: ask it without interval, breakdown and compare")
     if uses_session_dimension:
         event_only = [m for m in metrics if m not in SESSION_METRICS]
         if event_only:
@@ -363,4 +406,19 @@ def parse_query(params, *, site: Site, now: datetime | None = None) -> Query:
         compare=compare,
         echo=bool(set(params) - REFERENCE_PARAMS),
         site_timezone=site.timezone,
+        now=now,
+        window=window,
     )
+
+
+def _parse_window(params, now, start, end) -> tuple[datetime, datetime] | None:
+    """``hours=N``: the N hours up to now, in place of start_date and end_date."""
+    raw = params.get("hours")
+    if raw is None or raw == "":
+        return None
+    if start is not None or end is not None:
+        raise QueryError("hours", "hours replaces start_date and end_date: give one or the other")
+    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_WINDOW_HOURS:
+        raise QueryError("hours", f"hours must be an integer from 1 to {MAX_WINDOW_HOURS}")
+    hi = now or timezone.now()
+    return hi - timedelta(hours=int(raw)), hi

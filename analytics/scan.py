@@ -93,6 +93,12 @@ def _counts() -> dict:
     }
 
 
+def current_visitors(query: Query, start: datetime, end: datetime) -> int:
+    """Distinct visitors with an event in [start, end] that matches the query's event filters."""
+    qs = Event.objects.filter(site_id=query.site_id, occurred_at__gte=start, occurred_at__lte=end, visitor__isnull=False)
+    return filter_events(qs, query.event_filters).values("visitor").distinct().count()
+
+
 def _grouped(query, start, end, grain, dim):
     qs = Event.objects.filter(site_id=query.site_id, occurred_at__gte=start, occurred_at__lt=end)
     qs = filter_events(qs, query.event_filters)

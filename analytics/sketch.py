@@ -17,6 +17,7 @@ import struct
 P = 12
 M = 1 << P
 EXACT_LIMIT = 512  # ids; 4 KiB, the size of the registers
+RELATIVE_STANDARD_ERROR = round(1.04 / math.sqrt(1 << P), 4)
 _MASK64 = (1 << 64) - 1
 _ALPHA = 0.7213 / (1 + 1.079 / M)
 _HIGH = int.from_bytes(b"\x80" * M, "little")
@@ -82,6 +83,15 @@ class VisitorSketch:
     def exact(self) -> bool:
         self._load()
         return self.registers is None
+
+    @property
+    def estimated(self) -> bool:
+        """Whether ``count()`` is a HyperLogLog estimate (a union beyond EXACT_LIMIT ids), without decoding."""
+        if self._known is not None:
+            return False  # one rollup row: its exact count was stored beside the bytes
+        if self._raw is not None:
+            return self._raw[:1] == b"H"
+        return self.registers is not None
 
     def add(self, visitor: int) -> None:
         self._load()

@@ -78,6 +78,17 @@ FINALIZERS = {
     "conversion_rate": lambda t: ratio(t.buyers.count(), t.visitors.count(), 100),
 }
 
+# Metric → whether its value for a merged Tally is an estimate (a HyperLogLog union of visitor sets).
+ESTIMATED = {
+    "unique_visitors": lambda t: t.visitors.estimated,
+    "conversion_rate": lambda t: t.visitors.estimated or t.buyers.estimated,
+}
+
+
+def estimated_metrics(metrics: tuple, tally: Tally) -> list[str]:
+    return [m for m in metrics if m in ESTIMATED and ESTIMATED[m](tally)]
+
+
 # Rate metric → its denominator: a rate of 0 over a non-empty denominator is a measurement
 # (a page nobody bounced from), not an empty breakdown row.
 DENOMINATORS = {

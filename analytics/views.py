@@ -10,7 +10,7 @@ from infinity.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS
 from infinity.throttling import AnalyticsThrottle
 
 from .engine import run_query
-from .query import DIMENSIONS, MAX_HOURLY_DAYS, MAX_LIMIT, MAX_RANGE_DAYS, METRICS, QueryError, parse_query
+from .query import COMPARISONS, DIMENSIONS, MAX_HOURLY_DAYS, MAX_LIMIT, MAX_RANGE_DAYS, METRICS, QueryError, parse_query
 
 _MONEY = {"revenue", "average_order_value"}
 _RATIOS = {"bounce_rate", "visit_duration", "views_per_visit", "conversion_rate"}
@@ -29,19 +29,20 @@ def _metrics_serializer(name):
     return inline_serializer(name=name, fields={m: _metric_field(m) for m in METRICS})
 
 
+def _series(help_text):
+    point = inline_serializer(
+        name="SeriesPoint", fields={"date": serializers.CharField(), **{m: _metric_field(m) for m in METRICS}}
+    )
+    return serializers.ListField(child=point, required=False, help_text=help_text)
+
+
 Period = inline_serializer(name="Period", fields={"start": serializers.DateField(), "end": serializers.DateField()})
 AnalyticsOut = inline_serializer(
     name="Analytics",
     fields={
         "data": _metrics_serializer("AnalyticsData"),
         "period": Period,
-        "series": serializers.ListField(
-            child=inline_serializer(
-                name="SeriesPoint", fields={"date": serializers.CharField(), **{m: _metric_field(m) for m in METRICS}}
-            ),
-            required=False,
-            help_text="With `interval`: one point per bucket, empty buckets zero-filled.",
-        ),
+        "series": _series("With `interval`: one point per bucket, empty buckets zero-filled."),
         "breakdown": serializers.ListField(
             child=inline_serializer(
                 name="BreakdownRow",
@@ -51,9 +52,31 @@ AnalyticsOut = inline_serializer(
             help_text="With `breakdown`: top `limit` values ordered by the first metric (descending).",
         ),
         "comparison": inline_serializer(
-            name="Comparison", fields={"data": _metrics_serializer("ComparisonData"), "period": Period}, required=False
+            name="Comparison",
+            fields={
+                "data": _metrics_serializer("ComparisonData"),
+                "period": Period,
+                "series": _series("With `interval`: the comparison period's points, bucket by bucket."),
+            },
+            required=False,
+            help_text="With `compare`: the totals (and series) of the previous period or of the same dates a year earlier.",
         ),
         "query": serializers.DictField(required=False, help_text="The normalized query (absent for reference-only requests)."),
+        "estimated": inline_serializer(
+            name="Estimates",
+            fields={
+                "relative_standard_error": serializers.FloatField(help_text="Of each estimate: 0.0163 (1.63 %)."),
+                "values": serializers.ListField(
+                    child=serializers.CharField(),
+                    help_text="Paths of the estimated numbers, e.g. `data.unique_visitors`, `series.3.unique_visitors`, "
+                    "`breakdown.0.conversion_rate`, `comparison.data.unique_visitors`.",
+                ),
+            },
+            required=False,
+            help_text="Present (on requests beyond the reference's three parameters) when a unique-visitor count or a "
+            "conversion rate is a HyperLogLog estimate: a union of visitor sets of more than 512 visitors across "
+            "rollup buckets. Every other number is exact.",
+        ),
     },
 )
 
@@ -105,8 +128,20 @@ class AnalyticsView(ApiView):
                 ),
                 examples=[OpenApiExample("page and country", value="page==/pricing;country==DE")],
             ),
+            OpenApiParameter(
+                "hours",
+                {"type": "integer", "minimum": 1, "maximum": 72},
+                description="Instead of start_date and end_date: the N hours up to now (e.g. 24 for the last 24 hours); "
+                "`period` then names the local days the window touches, and a series only its buckets",
+            ),
             OpenApiParameter("timezone", OpenApiTypes.STR, description="IANA timezone name; default the site's timezone"),
-            OpenApiParameter("compare", OpenApiTypes.STR, enum=["previous_period"], description="Adds `comparison`"),
+            OpenApiParameter(
+                "compare",
+                OpenApiTypes.STR,
+                enum=list(COMPARISONS),
+                description="Adds `comparison`: the as many days just before (`previous_period`) or the same dates a year "
+                "earlier (`year_over_year`; 29 February compares with 28 February); with `interval`, its series too",
+            ),
             *RATE_LIMIT_HEADERS,
         ],
         responses={200: AnalyticsOut, **{s: r for s, r in ERROR_RESPONSES.items() if s not in (413, 415)}},

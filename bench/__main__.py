@@ -1,4 +1,4 @@
-"""``python -m bench generate|query|ingest|batch|counters …`` — see each module's docstring."""
+"""``python -m bench generate|query|ingest|batch|counters|dashboard …`` — see each module's docstring."""
 
 import importlib
 import signal
@@ -10,6 +10,7 @@ COMMANDS = {
     "ingest": "bench.ingest",
     "batch": "bench.batch",
     "counters": "bench.counters",
+    "dashboard": "bench.dashboard",
 }
 
 

@@ -256,3 +256,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
+
+# The dashboard (analytics.dashboard): its data requests count per signed-in user or per shared
+# link (and client IP), per minute, apart from any API key's budget. Its password forms (the
+# login, a shared link's password) use accounts.passwords' limits.
+DASHBOARD_RATE_LIMIT = env_int("RATE_LIMIT_DASHBOARD", 600)
+SHARE_RATE_LIMIT = env_int("RATE_LIMIT_SHARE", 300)
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"

@@ -1,6 +1,5 @@
 from django.contrib import admin
-from django.urls import path
-from django.views.generic import RedirectView
+from django.urls import include, path
 
 from accounts.passwords import limit_password_guesses
 from analytics.views import AnalyticsView
@@ -20,9 +19,9 @@ api = [
 ]
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/login/", limit_password_guesses(admin.site.login)),
     path("admin/", admin.site.urls),
     path("js/script.js", tracking_script, name="tracking-script"),
     *[path(f"api/v1/{p.pattern}", p.callback, name=p.name) for p in api],
+    path("", include("analytics.dashboard.urls")),  # the dashboard: /, /login/, /sites/…, /share/…
 ]

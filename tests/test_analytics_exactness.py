@@ -114,11 +114,15 @@ def query(draw):
     if draw(st.booleans()):
         params["timezone"] = draw(st.sampled_from(TIMEZONES))
     if draw(st.booleans()):
-        params["compare"] = "previous_period"
+        params["compare"] = draw(st.sampled_from(["previous_period", "year_over_year"]))
     return params, filters, metrics, breakdown, interval
 
 
 # --- the brute force: the README's definitions, in plain Python over every row ----------
+
+
+def _year_before(day):
+    return day.replace(year=day.year - 1) if (day.month, day.day) != (2, 29) else day.replace(year=day.year - 1, day=28)
 
 
 def _value(row, dim):
@@ -352,8 +356,15 @@ def test_api_equals_brute_force(sites, visits, q, which, rolled):
     comparison = body.pop("comparison", None)
     assert body == expected
     if params.get("compare"):
-        days = (date.fromisoformat(params["end_date"]) - date.fromisoformat(params["start_date"])).days + 1
-        prev = dict(params, start_date=(date.fromisoformat(params["start_date"]) - timedelta(days=days)).isoformat(),
-                    end_date=(date.fromisoformat(params["start_date"]) - timedelta(days=1)).isoformat())  # fmt: skip
-        expected_prev = brute_force(site, prev, filters, metrics, None, None)
-        assert comparison == {"data": expected_prev["data"], "period": expected_prev["period"]}
+        start, end = date.fromisoformat(params["start_date"]), date.fromisoformat(params["end_date"])
+        if params["compare"] == "year_over_year":
+            start, end = _year_before(start), _year_before(end)
+        else:
+            days = (end - start).days + 1
+            start, end = start - timedelta(days=days), start - timedelta(days=1)
+        prev = dict(params, start_date=start.isoformat(), end_date=end.isoformat())
+        expected_prev = brute_force(site, prev, filters, metrics, None, interval)
+        expected_comparison = {"data": expected_prev["data"], "period": expected_prev["period"]}
+        if interval:
+            expected_comparison["series"] = expected_prev["series"]
+        assert comparison == expected_comparison

@@ -21,9 +21,11 @@ class Command(BaseCommand):
             if not User.objects.filter(is_superuser=True).exists():
                 password = secrets.token_urlsafe(12)
                 User.objects.create_superuser(options["username"], "", password)
-                self.stdout.write(f"Admin user: {options['username']} / password: {password}  (log in at /admin/)")
+                self.stdout.write(
+                    f"Admin user: {options['username']} / password: {password}  (sign in at /login/ for the dashboard)"
+                )
             else:
-                self.stdout.write("An admin user exists already; log in at /admin/.")
+                self.stdout.write("An admin user exists already; sign in at /login/ for the dashboard.")
             if Site.objects.exists():
                 self.stdout.write("A site exists already; create more keys in the admin (Settings › API keys)")
                 self.stdout.write("or with: python manage.py create_api_key --site DOMAIN")
