@@ -6,6 +6,7 @@ from analytics.views import AnalyticsView
 from events.batch import BatchView
 from events.collector import CollectorView, tracking_script
 from events.views import EventView, PurchaseView
+from infinity.health import HealthView
 from infinity.openapi import DocsView, SchemaView
 
 api = [
@@ -14,6 +15,7 @@ api = [
     path("events/batch", BatchView.as_view(), name="events-batch"),
     path("analytics", AnalyticsView.as_view(), name="analytics"),
     path("collect", CollectorView.as_view(), name="collect"),
+    path("health", HealthView.as_view(), name="health"),
     path("schema", SchemaView.as_view(), name="schema"),
     path("docs", DocsView.as_view(url_name="schema"), name="docs"),
 ]
