@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -105,15 +106,16 @@ class SlowClients:
     never finishing the request (slowloris)."""
 
     def __init__(self, port, count):
-        self.socks = []
-        for _ in range(count):
+        def connect(_):
             sock = _tls().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5))
             sock.sendall(f"GET /api/v1/health HTTP/1.1\r\nHost: {HOST}\r\n".encode())
-            self.socks.append(sock)
+            return sock
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            self.socks = list(pool.map(connect, range(count)))
         self.stopped = threading.Event()
-        self.started = time.monotonic()
+        self.lock = threading.Lock()
         self.errors = []
-        self.open = count
         self.thread = threading.Thread(target=self._trickle, daemon=True)
         self.thread.start()
 
@@ -121,14 +123,20 @@ class SlowClients:
         n = 0
         while not self.stopped.wait(1.0):
             n += 1
+            self.send_line(f"X-Slow-{n}: 1")
+
+    def send_line(self, line):
+        """One more header line on every connection; how many took it (nginx closes a connection
+        whose header is not complete after client_header_timeout)."""
+        with self.lock:
             open_now = 0
             for sock in self.socks:
                 try:
-                    sock.sendall(f"X-Slow-{n}: 1\r\n".encode())
+                    sock.sendall(f"{line}\r\n".encode())
                     open_now += 1
                 except OSError as exc:
                     self.errors.append(repr(exc))
-            self.open = open_now
+            return open_now
 
     def close(self):
         self.stopped.set()
@@ -147,17 +155,17 @@ def test_normal_requests_are_answered_while_a_hundred_clients_trickle_headers(tm
     with running_server(server="gunicorn:gthread", workers=2, threads=8, env=app_env, settings_module="infinity.settings",
                         ready_path="/api/v1/health?live") as base:  # fmt: skip
         with nginx_in_front(tmp_path, int(base.rsplit(":", 1)[1])) as (https_port, _):
-            slow = SlowClients(https_port, 120)
+            slow = SlowClients(https_port, 150)
             try:
                 time.sleep(1.5)  # every slow client has sent a header line or two
                 answers = [_request(https_port, "GET", "/api/v1/health") for _ in range(5)]
                 answers += [_request(https_port, "POST", "/api/v1/events", '{"event_name": "through the proxy"}',
                                      {"Authorization": f"Bearer {cast.key}", "Content-Type": "application/json"})
                             for _ in range(5)]  # fmt: skip
-                still_open, errors = slow.open, slow.errors
+                still_open, errors = slow.send_line("X-Still: here"), slow.errors
             finally:
                 slow.close()
-    assert still_open == 120, errors[:3]
+    assert still_open >= 100, errors[:3]
     assert [a[0] for a in answers] == [200] * 5 + [201] * 5
     assert max(a[3] for a in answers) < 2.0
 

@@ -160,5 +160,5 @@ def test_a_graceful_reload_loses_no_connection(env, cast):
     assert after and not after & before, "the workers were not replaced"
     assert set(probes) == {200}, probes
     assert set(events) == {201}, events
-    assert probes[200] > 500
+    assert probes[200] > 100  # a few thousand on an idle machine
     assert Event.objects.filter(name="reload").count() == events[201]
