@@ -16,6 +16,7 @@ import time
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
+import redis
 from django.conf import settings
 from django.db import connections
 from drf_spectacular.types import OpenApiTypes
@@ -24,7 +25,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from infinity.api import ApiView
-from infinity.throttling import RedisCounter
+from infinity.counters import REDIS_TIMEOUT
 
 logger = logging.getLogger("infinity.health")
 
@@ -57,14 +58,15 @@ def check_database() -> None:
 
 
 def check_redis() -> None:
-    counter = RedisCounter(settings.REDIS_URL)
+    """One PING on a connection of its own (redis-py's, with the rate limiter's timeouts and no retries)."""
+    pool = redis.ConnectionPool.from_url(settings.REDIS_URL, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
+    conn = pool.make_connection()
     try:
-        if counter.call(("PING",)) != ["PONG"]:
+        conn.send_command("PING")
+        if conn.read_response() not in (b"PONG", "PONG", True):
             raise ConnectionError("Redis did not answer PING with PONG")
     finally:
-        sock = getattr(counter.local, "sock", None)
-        if sock is not None:
-            sock.close()
+        conn.disconnect()
 
 
 class Probe:

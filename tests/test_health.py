@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bench.servers import running_server
-from infinity import health, throttling
+from infinity import counters, health
 
 HEALTH = "/api/v1/health"
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -104,7 +104,7 @@ def test_head_and_other_methods(anon):
 
 def test_redis_ok_when_configured(anon, settings):
     settings.REDIS_URL = REDIS_URL
-    throttling.reset_store()
+    counters.reset_store()
     assert anon.get(HEALTH).json()["redis"] == "ok"
 
 
