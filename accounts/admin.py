@@ -5,7 +5,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from .keys import announce_key_change, assign_new_secret, parse_scopes
-from .models import ALL_SCOPES, ApiKey, Site
+from .models import ALL_SCOPES, DEFAULT_SCOPES, ApiKey, Site
 from .passwords import AdminLoginForm
 
 
@@ -13,8 +13,11 @@ class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         choices=[(s, s) for s in ALL_SCOPES],
         widget=forms.CheckboxSelectMultiple,
-        initial=list(ALL_SCOPES),
-        help_text="A new key has both scopes unless narrowed.",
+        initial=list(DEFAULT_SCOPES),
+        help_text=(
+            "A new key can send events and read analytics unless narrowed. data:manage (read and erase a "
+            "visitor's events) only when ticked."
+        ),
     )
     revoked = forms.BooleanField(required=False, help_text="Revoking takes effect on the next request and cannot be undone.")
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from infinity.counters import get_store
 
-from .models import ALL_SCOPES, ApiKey, Site
+from .models import ALL_SCOPES, DEFAULT_SCOPES, ApiKey, Site
 
 KEY_PREFIX = "im_"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -67,7 +67,7 @@ def assign_new_secret(api_key: ApiKey) -> str:
     return raw
 
 
-def create_api_key(*, site: Site, name: str = "", scopes=ALL_SCOPES) -> tuple[ApiKey, str]:
+def create_api_key(*, site: Site, name: str = "", scopes=DEFAULT_SCOPES) -> tuple[ApiKey, str]:
     """Create and save a key; returns (key, raw key)."""
     api_key = ApiKey(site=site, name=name, scopes=parse_scopes(scopes))
     raw = assign_new_secret(api_key)

@@ -3,7 +3,9 @@ from django.utils import timezone as dj_timezone
 
 SCOPE_EVENTS_WRITE = "events:write"
 SCOPE_ANALYTICS_READ = "analytics:read"
-ALL_SCOPES = (SCOPE_EVENTS_WRITE, SCOPE_ANALYTICS_READ)
+SCOPE_DATA_MANAGE = "data:manage"  # read and erase a visitor's events: never granted unless asked for
+DEFAULT_SCOPES = (SCOPE_EVENTS_WRITE, SCOPE_ANALYTICS_READ)
+ALL_SCOPES = (*DEFAULT_SCOPES, SCOPE_DATA_MANAGE)
 
 
 def validate_timezone(value):
@@ -37,7 +39,7 @@ class Site(models.Model):
 
 
 def default_scopes():
-    return list(ALL_SCOPES)
+    return list(DEFAULT_SCOPES)
 
 
 class ApiKey(models.Model):

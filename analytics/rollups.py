@@ -40,6 +40,7 @@ from django.db.models import Min, Sum
 from django.utils import timezone as djtz
 
 from accounts.models import Site
+from events.data_rights import lock_site
 from events.models import Event, Kind
 from events.sessions import SESSION_GAP
 
@@ -114,11 +115,23 @@ def rolled_dimensions(metadata_keys) -> list[Dimension]:
     return dims
 
 
-def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, final: bool = True) -> RolledBucket:
-    """Roll up [start, end) of ``site``: one row per (dimension, value) plus the totals row."""
+def _reach(site: Site, start: datetime, end: datetime):
+    """The events a bucket's build reads: those that can change its visits (as in ``_late_buckets``)."""
+    return Event.objects.filter(site=site, occurred_at__gte=start - SESSION_GAP, occurred_at__lt=end + VISIT_WINDOW)
+
+
+def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, final: bool = True) -> RolledBucket | None:
+    """Roll up [start, end) of ``site``: one row per (dimension, value) plus the totals row.
+
+    None, leaving the bucket to the next run, when events it read were deleted meanwhile (a
+    visitor's erasure): the deletion dropped the buckets it touched, and this one was scanned
+    before. The count of events in reach, before the scan and again under the site's lock
+    (``events.data_rights.lock_site``, which the deletion holds too), tells; late events added meanwhile change it
+    as well, and those would have made the bucket stale anyway."""
     watermark = storage.settled_event_id(SETTLE_TIMEOUT)
     if watermark is None:  # an event transaction stayed open: the last settled id is safe too
         watermark = RollupCursor.objects.filter(pk=1).values_list("last_id", flat=True).first() or 0
+    scanned = _reach(site, start, end).count()
     dims = rolled_dimensions(_metadata_keys(site, start, end))
     if Event.objects.filter(site=site, occurred_at__gte=start, occurred_at__lt=end).exists():
         tallies = scan_bucket(_bucket_query(site), start, end, dims)
@@ -160,6 +173,10 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, fina
             )
         )  # fmt: skip  (storage.ROLLUP_COLUMNS)
     with transaction.atomic():
+        lock_site(site.pk)
+        if _reach(site, start, end).count() != scanned:
+            logger.info("%s %s of site %s changed while it was built; left to the next run", grain, start, site.pk)
+            return None
         Rollup.objects.filter(site=site, grain=grain, start=start).delete()
         RolledBucket.objects.filter(site=site, grain=grain, start=start).delete()
         storage.insert_rollups(rows)
@@ -245,7 +262,8 @@ def _build_one(task) -> None:
 
 
 def _build_and_replace(site, grain, start, end, final):
-    build_bucket(site, grain, start, end, final=final)
+    if build_bucket(site, grain, start, end, final=final) is None:
+        return
     if grain == "day":  # the day's hours are replaced by the day
         RolledBucket.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end).delete()
         Rollup.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end).delete()
@@ -284,6 +302,26 @@ def _late_buckets(site_id: int | None, after_id: int, rolled: list, *, limit: in
             if reach[0] <= t < reach[1] and pk > b.watermark:  # not there when the bucket was built
                 stale.add(b.pk)
     return stale
+
+
+def forget_deleted(sender=None, *, site_id: int, spans, **kwargs) -> int:
+    """Drop the rolled buckets of ``site_id`` that deleted events were counted in (``spans``:
+    the [start, end) UTC ranges that held them; None: every bucket of the site), in the deleting
+    transaction (``events.signals.events_deleted``). Queries read those ranges raw at once; the
+    timer builds them again. Returns the buckets dropped."""
+    rolled = RolledBucket.objects.filter(site_id=site_id)
+    if spans is None:
+        Rollup.objects.filter(site_id=site_id).delete()
+        return rolled.delete()[0]
+    if not spans:
+        return 0
+    lo, hi = min(a for a, _ in spans) - VISIT_WINDOW, max(z for _, z in spans) + SESSION_GAP
+    touched = [b for b in rolled.filter(start__lt=hi, end__gt=lo)
+               if any(a < b.end + VISIT_WINDOW and b.start - SESSION_GAP < z for a, z in spans)]  # fmt: skip
+    for b in touched:
+        Rollup.objects.filter(site_id=site_id, grain=b.grain, start=b.start).delete()
+    RolledBucket.objects.filter(pk__in=[b.pk for b in touched]).delete()
+    return len(touched)
 
 
 def check_late(now: datetime | None = None, *, verbosity: int = 0) -> None:

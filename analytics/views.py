@@ -29,11 +29,15 @@ def _metrics_serializer(name):
     return inline_serializer(name=name, fields={m: _metric_field(m) for m in METRICS})
 
 
+# One class for every series (the period's and the comparison's): drf-spectacular takes two classes
+# of one component name for a conflict (W001, which fails check --deploy).
+_SeriesPoint = type(
+    inline_serializer(name="SeriesPoint", fields={"date": serializers.CharField(), **{m: _metric_field(m) for m in METRICS}})
+)
+
+
 def _series(help_text):
-    point = inline_serializer(
-        name="SeriesPoint", fields={"date": serializers.CharField(), **{m: _metric_field(m) for m in METRICS}}
-    )
-    return serializers.ListField(child=point, required=False, help_text=help_text)
+    return serializers.ListField(child=_SeriesPoint(), required=False, help_text=help_text)
 
 
 Period = inline_serializer(name="Period", fields={"start": serializers.DateField(), "end": serializers.DateField()})

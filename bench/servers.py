@@ -35,7 +35,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_command(server: str, port: int, workers: int, threads: int, bin_dir: str = VENV_BIN) -> list[str]:
+def server_command(server: str, port: int, workers: int, threads: int, bin_dir: str = VENV_BIN, root: Path = ROOT) -> list[str]:
     bind = f"127.0.0.1:{port}"
     if server == "granian":
         return [os.path.join(bin_dir, "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
@@ -43,30 +43,31 @@ def server_command(server: str, port: int, workers: int, threads: int, bin_dir: 
                 "--log-level", "warning", "--no-ws", "infinity.wsgi:application"]  # fmt: skip
     if server.startswith("gunicorn"):
         worker_class = server.partition(":")[2] or "sync"
-        # --reuse-port: each worker listens on its own SO_REUSEPORT socket and the kernel spreads
-        # new connections across them, as scripts/serve does; on one shared socket the first
-        # worker up keeps the keep-alive connections.
-        command = [os.path.join(bin_dir, "gunicorn"), "infinity.wsgi:application", "--bind", bind, "--workers", str(workers),
-                   "--worker-class", worker_class, "--log-level", "warning", "--backlog", "2048", "--reuse-port"]  # fmt: skip
-        if worker_class == "gthread":
-            command += ["--threads", str(threads)]
-        return command
+        # The checkout's production settings (gunicorn.conf.py, as its scripts/serve and deploy/ run
+        # it: a listening socket per worker, workers that die with the master); a checkout from
+        # before that file ran with --reuse-port. One thread for sync: gunicorn turns a sync worker
+        # with threads into a gthread one.
+        config = root / "gunicorn.conf.py"
+        settings = ["--config", str(config)] if config.is_file() else ["--backlog", "2048", "--reuse-port"]
+        return [os.path.join(bin_dir, "gunicorn"), *settings, "infinity.wsgi:application", "--bind", bind, "--workers",
+                str(workers), "--worker-class", worker_class, "--log-level", "warning",
+                "--threads", str(threads if worker_class == "gthread" else 1)]  # fmt: skip
     raise SystemExit(f"unknown server {server!r}: gunicorn, gunicorn:gthread or granian")
 
 
 @contextlib.contextmanager
 def running_server(
     *, server="gunicorn", workers=2, threads=4, env=None, settings_module="bench.settings", ready_path="/bench/bare", timeout=30,
-    root: Path = ROOT,
+    root: Path = ROOT, port: int | None = None,
 ):  # fmt: skip
-    """Start the app of the checkout at ``root`` (default: this one) under ``server`` on a free
-    loopback port; yield its base URL; stop it.
+    """Start the app of the checkout at ``root`` (default: this one) under ``server`` on ``port``
+    (default: a free loopback port); yield its base URL; stop it.
 
     ``env`` is laid over this process's environment; a ``None`` value removes that variable.
     The test suite uses this too, with the production settings module.
     """
-    port = free_port()
-    command = server_command(server, port, workers, threads, venv_bin(root))
+    port = port or free_port()
+    command = server_command(server, port, workers, threads, venv_bin(root), root)
     if not os.path.exists(command[0]):
         raise SystemExit(f"{command[0]} is not installed (pip install {os.path.basename(command[0])})")
     full_env = dict(os.environ)

@@ -30,6 +30,8 @@ class ApiEnvelopeMiddleware:
             # Django's own pages (404 in DEBUG, CSRF 403, 400 for a bad Host) are HTML.
             message = f"No endpoint at {request.path}" if response.status_code == 404 else None
             response = error_response(response.status_code, message)
+        if getattr(request, "unmetered", False):  # infinity.health: probes are not clients
+            return response
         if getattr(request, "rate_limit", None) is None:
             if not count_anonymous(request) and response.status_code < 500:
                 response = error_response(429, "Rate limit exceeded")

@@ -6,6 +6,8 @@ from analytics.views import AnalyticsView
 from events.batch import BatchView
 from events.collector import CollectorView, tracking_script
 from events.views import EventView, PurchaseView
+from events.visitors_api import VisitorEventsView, VisitorView
+from infinity.health import HealthView
 from infinity.openapi import DocsView, SchemaView
 
 api = [
@@ -14,6 +16,10 @@ api = [
     path("events/batch", BatchView.as_view(), name="events-batch"),
     path("analytics", AnalyticsView.as_view(), name="analytics"),
     path("collect", CollectorView.as_view(), name="collect"),
+    path("health", HealthView.as_view(), name="health"),
+    # A visitor_id may hold slashes (hence <path:>); the events route goes first.
+    path("visitors/<path:visitor_id>/events", VisitorEventsView.as_view(), name="visitor-events"),
+    path("visitors/<path:visitor_id>", VisitorView.as_view(), name="visitor"),
     path("schema", SchemaView.as_view(), name="schema"),
     path("docs", DocsView.as_view(url_name="schema"), name="docs"),
 ]

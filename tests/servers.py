@@ -59,3 +59,27 @@ def post_event(url, key, name="e"):
         return response.status, dict(response.getheaders()), json.loads(response.read() or b"null")
     finally:
         conn.close()
+
+
+def documented_env(data_dir, **overrides):
+    """The production environment of ``deploy/env.example``, with a generated SECRET_KEY (as its
+    comment says to make one), this test's database, the test Redis and ``data_dir``."""
+    import os
+    import secrets
+
+    from bench.env import ROOT
+
+    env = {}
+    for line in (ROOT / "deploy" / "env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            env[name.strip()] = value.strip()
+    env.update(
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DATABASE_URL=database_url(),
+        REDIS_URL=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        RATELIMIT_KEY_PREFIX=settings.RATELIMIT_KEY_PREFIX,
+        DATA_DIR=str(data_dir),
+    )
+    env.update(overrides)
+    return env

@@ -254,7 +254,11 @@ def test_admin_creates_key_shown_once_then_only_prefix(staff_client, cast, anon)
 def test_admin_new_key_defaults_to_both_scopes(staff_client):
     page = staff_client.get("/admin/accounts/apikey/add/").content.decode()
     boxes = re.findall(r'<input type="checkbox" name="scopes" value="([^"]+)"([^>]*)>', page)
-    assert [(value, "checked" in rest) for value, rest in boxes] == [("events:write", True), ("analytics:read", True)]
+    assert [(value, "checked" in rest) for value, rest in boxes] == [
+        ("events:write", True),
+        ("analytics:read", True),
+        ("data:manage", False),  # granted only when ticked
+    ]
 
 
 def test_admin_revoke_action_is_effective_next_request(staff_client, api, cast):

@@ -1,8 +1,8 @@
-"""Keep-alive connections are spread over the server's workers (gunicorn --reuse-port).
+"""Keep-alive connections are spread over the server's workers (gunicorn.conf.py's socket slots).
 
 On one shared listening socket the worker that accepted first kept the connections for good
 (seen under the ingest benchmark: 32/0 and 28/4 of 32), so one core served them and the other
-idled. Each worker now listens on its own SO_REUSEPORT socket and the kernel spreads them.
+idled. Each worker listens on a SO_REUSEPORT socket of its own and the kernel spreads them.
 """
 
 import http.client

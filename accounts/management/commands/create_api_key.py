@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.keys import create_api_key, parse_scopes
-from accounts.models import ALL_SCOPES, Site
+from accounts.models import DEFAULT_SCOPES, Site
 
 
 class Command(BaseCommand):
@@ -11,7 +11,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--site", required=True, help="Site domain, e.g. example.com")
         parser.add_argument("--name", default="", help="A label for the key")
-        parser.add_argument("--scopes", default=",".join(ALL_SCOPES), help="Comma-separated: events:write,analytics:read")
+        parser.add_argument(
+            "--scopes",
+            default=",".join(DEFAULT_SCOPES),
+            help="Comma-separated, of events:write, analytics:read, data:manage (default: the first two)",
+        )
         parser.add_argument("--timezone", default=None, help="Timezone for a newly created site (default UTC)")
 
     def handle(self, *args, **options):
