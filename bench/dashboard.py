@@ -51,7 +51,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-READY = "document.documentElement.dataset.ready === 'true'"
+READY = "document.documentElement !== null && document.documentElement.dataset.ready === 'true'"
 
 
 def p95(values):
