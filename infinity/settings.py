@@ -219,7 +219,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
-WHITENOISE_USE_FINDERS = True
+# manage.py collectstatic writes a gzipped copy beside each file, which WhiteNoise sends to the
+# browsers that accept it. Collected files are served from STATIC_ROOT; without them, or with
+# DEBUG (files being edited), straight from the apps' static/ folders, uncompressed.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG or not STATIC_ROOT.is_dir()
 WHITENOISE_AUTOREFRESH = DEBUG
 
 REST_FRAMEWORK = {

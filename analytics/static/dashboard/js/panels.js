@@ -6,9 +6,10 @@
 (function () {
   var pending = new Map(); // panel element -> AbortController of its request in flight
   var started = 0;
+  var shellPending = false; // a view change's page (its controls) has not arrived yet
 
   function settle() {
-    if (document.querySelector('[data-panel][aria-busy="true"]')) return;
+    if (shellPending || document.querySelector('[data-panel][aria-busy="true"]')) return;
     // Timings for the benchmark: since navigation started, and since the last view change began.
     window.dashboardTimings = { ready: performance.now(), render: performance.now() - started };
     document.documentElement.dataset.ready = 'true';
@@ -21,12 +22,16 @@
     var controller = new AbortController();
     pending.set(el, controller);
     el.setAttribute('aria-busy', 'true');
-    return fetch(el.dataset.src, { headers: { 'X-Requested-With': 'fetch' }, signal: controller.signal, credentials: 'same-origin' })
+    // The page's head started the first request of each panel (window.earlyPanels): take its answer.
+    var early = !url && window.earlyPanels && window.earlyPanels[el.dataset.src];
+    if (early) delete window.earlyPanels[el.dataset.src];
+    return (early || fetch(el.dataset.src, { signal: controller.signal, credentials: 'same-origin' }))
       .then(function (response) {
         if (response.redirected && /\/login\//.test(response.url)) { location.reload(); throw new Error('signed out'); }
         return response.text();
       })
       .then(function (html) {
+        if (pending.get(el) !== controller) return; // a newer request replaced this one
         el.innerHTML = html;
         var body = el.querySelector('[data-empty]');
         if (el.dataset.panel === 'revenue') el.hidden = !!body && !el.dataset.src.includes('filters=');
@@ -37,7 +42,7 @@
         settle();
       })
       .catch(function (error) {
-        if (error.name === 'AbortError') return;
+        if (error.name === 'AbortError' || pending.get(el) !== controller) return;
         pending.delete(el);
         el.removeAttribute('aria-busy');
         el.innerHTML = '<div class="panel-error" role="alert"><p>This panel could not be loaded. <a href="">Reload the page</a></p></div>';
@@ -45,20 +50,26 @@
       });
   }
 
+  // Panels marked data-rendered came with the page (current visitors): only their refreshes load.
   function loadAll() {
     started = performance.now();
     delete document.documentElement.dataset.ready;
-    document.querySelectorAll('[data-panel]').forEach(function (el) { load(el); });
+    document.querySelectorAll('[data-panel]:not([data-rendered])').forEach(function (el) { load(el); });
   }
 
+  // A view change asks for the new page (its controls) and, at the same time, for every panel
+  // under the new query string; a panel whose source the page names differently loads again.
   function navigate(href, push) {
     started = performance.now();
     delete document.documentElement.dataset.ready;
-    document.querySelectorAll('[data-panel]').forEach(function (el) { el.setAttribute('aria-busy', 'true'); });
+    shellPending = true;
+    var search = new URL(href, location.href).search || '?';
+    document.querySelectorAll('[data-panel][data-base]').forEach(function (el) { load(el, el.dataset.base + search); });
     return fetch(href, { credentials: 'same-origin' })
       .then(function (response) { return response.text().then(function (html) { return [response, html]; }); })
       .then(function (pair) {
         var doc = new DOMParser().parseFromString(pair[1], 'text/html');
+        shellPending = false;
         if (!doc.querySelector('#dashboard')) { location.href = href; return; }
         if (push) history.pushState(null, '', pair[0].url);
         document.title = doc.title;
@@ -66,10 +77,11 @@
           var fresh = doc.querySelector('[data-shell="' + part.dataset.shell + '"]');
           if (fresh) part.replaceWith(document.importNode(fresh, true));
         });
-        document.querySelectorAll('[data-panel]').forEach(function (el) {
+        document.querySelectorAll('[data-panel]:not([data-rendered])').forEach(function (el) {
           var fresh = doc.querySelector('[data-panel="' + el.dataset.panel + '"]');
-          if (fresh) load(el, fresh.dataset.src);
+          if (fresh && fresh.dataset.src !== el.dataset.src) load(el, fresh.dataset.src);
         });
+        settle();
       })
       .catch(function () { location.href = href; });
   }
@@ -113,5 +125,6 @@
     });
   });
 
-  loadAll();
+  // After every deferred script has run, so the graph and the map hear each panel:loaded.
+  document.addEventListener('DOMContentLoaded', loadAll);
 })();
