@@ -43,6 +43,13 @@ def _hash_secret(raw_key: str) -> str:
     return hmac.digest(_key_material(settings.SECRET_KEY), raw_key.encode(), "sha256").hex()
 
 
+def _digest(raw_key: str) -> str | None:
+    """The stored form of a well-formed raw key; None for anything that cannot be one."""
+    if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
+        return None
+    return _hash_secret(raw_key)
+
+
 def parse_scopes(value) -> list[str]:
     """``"events:write,analytics:read"`` or an iterable → a validated, ordered scope list."""
     items = value.split(",") if isinstance(value, str) else list(value)
@@ -102,8 +109,9 @@ class KeyCache:
 
     Every change to a key or site bumps the generation (``announce_key_change``), so a
     revocation applies to the next request on every worker, and a cached key costs a read of
-    the generation but no database query. When the shared store cannot be read, nothing is
-    trusted: every lookup reads the database.
+    the generation but no database query: ``lookup`` reads it, or a throttle reads it in its
+    own round trip and hands it to ``confirm``. When the shared store cannot be read, nothing
+    is trusted: every lookup reads the database.
     """
 
     def __init__(self):
@@ -111,10 +119,29 @@ class KeyCache:
 
     def lookup(self, raw_key: str) -> ApiKey | None:
         """The active key for ``raw_key``, or None."""
-        if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
+        digest = _digest(raw_key)
+        if digest is None:
             return None
-        digest = _hash_secret(raw_key)
-        generation = get_store().read(generation_key())  # before any load: a change during it is seen next time
+        # The generation is read before any load: a change during the load is seen next time.
+        return self._current(digest, get_store().read(generation_key()))
+
+    def cached(self, raw_key: str) -> ApiKey | None:
+        """This worker's copy of the key for ``raw_key``, not yet confirmed: for a caller that
+        confirms it with ``confirm`` before the request does anything with it. Without a copy,
+        ``lookup``."""
+        digest = _digest(raw_key)
+        entry = self.entries.get(digest) if digest is not None else None
+        if entry is None or not entry[0].is_active:
+            return self.lookup(raw_key)
+        return entry[0]
+
+    def confirm(self, api_key: ApiKey, generation: int | None) -> ApiKey | None:
+        """``api_key`` as of the key ``generation`` just read from the shared store (None: it
+        could not be read): the same object while unchanged, else the database's copy if
+        it is still active, else None."""
+        return self._current(api_key.secret_hash, generation)
+
+    def _current(self, digest: str, generation: int | None) -> ApiKey | None:
         entry = self.entries.get(digest)
         if entry is not None and entry[1] == generation and time.monotonic() - entry[2] < CACHE_SECONDS:
             api_key = entry[0]

@@ -24,6 +24,13 @@ COOL_DOWN = 1.0  # seconds after a failure before one request tries the store ag
 # INCR and the window's expiry in one atomic step: a key never outlives its window.
 _HIT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
 _HIT_SHA = hashlib.sha1(_HIT.encode()).hexdigest()
+# The same hit, answering a second counter's value too: an API request's rate limit and the
+# key generation its cached key is confirmed against, in one round trip.
+_HIT_READ = (
+    "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+    "return {n, tonumber(redis.call('GET', KEYS[2]) or 0)}"
+)
+_HIT_READ_SHA = hashlib.sha1(_HIT_READ.encode()).hexdigest()
 
 
 class RedisCounters:
@@ -60,6 +67,12 @@ class RedisCounters:
             return self.call("EVALSHA", _HIT_SHA, 1, key, ttl)
         except redis.exceptions.NoScriptError:  # a restarted Redis has forgotten it
             return self.call("EVAL", _HIT, 1, key, ttl)
+
+    def hit_and_read(self, key: str, ttl: int, read: str) -> tuple[int, int]:
+        try:
+            return tuple(self.call("EVALSHA", _HIT_READ_SHA, 2, key, read, ttl))
+        except redis.exceptions.NoScriptError:
+            return tuple(self.call("EVAL", _HIT_READ, 2, key, read, ttl))
 
     def read(self, key: str) -> int:
         return int(self.call("GET", key) or 0)
@@ -100,6 +113,9 @@ class SQLiteCounters:
             self.last_purge = now
             conn.execute("DELETE FROM counters WHERE expires < ?", (now,))
         return count
+
+    def hit_and_read(self, key: str, ttl: float, read: str) -> tuple[int, int]:
+        return self.hit(key, ttl), self.read(read)
 
     def read(self, key: str) -> int:
         row = self.connection().execute("SELECT count FROM counters WHERE key = ?", (key,)).fetchone()
@@ -183,6 +199,11 @@ class CounterStore:
         """Count one hit on ``key`` (expiring ``ttl`` seconds after its first); the new count."""
         count = self._call("hit", key, ttl)
         return self.fallback.hit(key, ttl) if count is _DOWN else count
+
+    def hit_and_read(self, key: str, ttl: int, read: str) -> tuple[int, int | None]:
+        """``hit(key, ttl)`` and ``read(read)`` in one round trip: (new count, value or None)."""
+        result = self._call("hit_and_read", key, ttl, read)
+        return (self.fallback.hit(key, ttl), None) if result is _DOWN else result
 
     def read(self, key: str) -> int | None:
         """A counter's value, or None when the shared store cannot say."""
