@@ -43,6 +43,7 @@ from accounts.models import Site
 from events.data_rights import lock_site
 from events.models import Event, Kind
 from events.sessions import SESSION_GAP
+from infinity.progress import Progress
 
 from . import buckets, storage
 from .models import RolledBucket, Rollup, RollupCursor
@@ -57,7 +58,7 @@ from .query import (
     Query,
     parse_dimension,
 )
-from .scan import ALL, scan_bucket
+from .scan import ALL, scan_bucket, scan_bucket_in_database
 from .sketch import VisitorSketch
 from .tally import Tally, merge_into
 
@@ -95,12 +96,8 @@ def _bucket_query(site: Site) -> Query:
 
 
 def _metadata_keys(site: Site, start: datetime, end: datetime) -> list[str]:
-    keys = set()
     rows = Event.objects.filter(site=site, occurred_at__gte=start, occurred_at__lt=end, kind__in=[Kind.CUSTOM, Kind.PURCHASE])
-    for metadata in rows.values_list("metadata", flat=True).iterator(chunk_size=5000):
-        if isinstance(metadata, dict):
-            keys.update(k for k in metadata if METADATA_KEY.fullmatch(k))
-    return sorted(keys)[:MAX_METADATA_KEYS]
+    return [k for k in storage.metadata_keys(rows) if METADATA_KEY.fullmatch(k)][:MAX_METADATA_KEYS]
 
 
 def rolled_dimensions(metadata_keys) -> list[Dimension]:
@@ -134,7 +131,8 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, fina
     scanned = _reach(site, start, end).count()
     dims = rolled_dimensions(_metadata_keys(site, start, end))
     if Event.objects.filter(site=site, occurred_at__gte=start, occurred_at__lt=end).exists():
-        tallies = scan_bucket(_bucket_query(site), start, end, dims)
+        scanner = scan_bucket_in_database if storage.can_build_in_database() else scan_bucket
+        tallies = scanner(_bucket_query(site), start, end, dims)
     else:
         tallies = {}  # nothing happened: an empty bucket (every dimension rolled, no rows)
     per_dim = defaultdict(int)
@@ -233,23 +231,26 @@ def _next_local_hour(t: datetime, tz: ZoneInfo) -> datetime:
     return t + timedelta(hours=1)
 
 
-def build_due(site: Site, now: datetime, *, jobs: int = 1) -> int:
+def build_due(site: Site, now: datetime, *, jobs: int = 1, progress: Progress | None = None) -> int:
     due = due_buckets(site, now)
+    progress = progress or Progress("rollups", enabled=False)
+    progress.add_total(len(due))
     if jobs > 1 and len(due) > 1 and storage.can_build_in_processes():
-        return _build_in_processes(site, due, jobs)
+        return _build_in_processes(site, due, jobs, progress)
     for grain, start, end, final in due:
         _build_and_replace(site, grain, start, end, final)
+        progress.update()
     return len(due)
 
 
-def _build_in_processes(site: Site, due: list, jobs: int) -> int:
-    """Build ``due`` buckets in ``jobs`` forked processes, each with its own connection. A build
-    is mostly Python (grouped rows into tallies and sketches), so one process keeps about one
-    core busy; buckets are independent (each is replaced in its own transaction)."""
+def _build_in_processes(site: Site, due: list, jobs: int, progress: Progress) -> int:
+    """Build ``due`` buckets in ``jobs`` forked processes, each with its own connection: the
+    database groups while Python sketches, so processes keep both busy; buckets are independent
+    (each is replaced in its own transaction)."""
     connections.close_all()  # a connection must not be shared across fork; children open their own
     with ProcessPoolExecutor(min(jobs, len(due)), mp_context=multiprocessing.get_context("fork")) as pool:
         for _ in pool.map(_build_one, [(site, *bucket) for bucket in due]):
-            pass  # re-raises a child's error
+            progress.update()  # re-raises a child's error
     return len(due)
 
 
@@ -345,9 +346,10 @@ def check_late(now: datetime | None = None, *, verbosity: int = 0) -> None:
     RollupCursor.objects.filter(pk=1).update(last_id=top, checked_at=now)
 
 
-def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity: int = 0, jobs: int = 1) -> int:
+def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity: int = 0, jobs: int = 1,
+            progress: Progress | None = None) -> int:  # fmt: skip
     """Rebuild buckets holding late events, then roll up every closed bucket (in ``jobs``
-    processes on PostgreSQL). Returns buckets built."""
+    processes on PostgreSQL), counting each in ``progress``. Returns buckets built."""
     now = now or djtz.now()
     check_late(now, verbosity=verbosity)
     built = 0
@@ -355,7 +357,7 @@ def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity:
         stale_tz = RolledBucket.objects.filter(site=s).exclude(timezone=s.timezone)
         Rollup.objects.filter(site=s, start__in=stale_tz.values("start")).delete()
         stale_tz.delete()
-        n = build_due(s, now, jobs=jobs)
+        n = build_due(s, now, jobs=jobs, progress=progress)
         if verbosity and n:
             print(f"site {s.pk} ({s.domain}): {n} buckets rolled up")
         built += n
@@ -364,13 +366,14 @@ def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity:
     return built
 
 
-def rebuild(*, site: Site | None = None, now: datetime | None = None, verbosity: int = 0, jobs: int = 1) -> int:
+def rebuild(*, site: Site | None = None, now: datetime | None = None, verbosity: int = 0, jobs: int = 1,
+            progress: Progress | None = None) -> int:  # fmt: skip
     """Drop and rebuild every rollup (of one site or all)."""
     sites = [site] if site is not None else list(Site.objects.all())
     for s in sites:
         Rollup.objects.filter(site=s).delete()
         RolledBucket.objects.filter(site=s).delete()
-    return sum(refresh(now=now, site=s, verbosity=verbosity, jobs=jobs) for s in sites)
+    return sum(refresh(now=now, site=s, verbosity=verbosity, jobs=jobs, progress=progress) for s in sites)
 
 
 # --- reading ----------------------------------------------------------------------------

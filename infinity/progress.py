@@ -28,14 +28,14 @@ def _clock(seconds: float) -> str:
 
 class Progress:
     def __init__(self, desc: str, *, total: int | None = None, unit: str = "it", stream=None,
-                 interval: float = INTERVAL, enabled: bool = True):  # fmt: skip
+                 interval: float | None = None, enabled: bool = True):  # fmt: skip
         self.desc, self.total, self.unit = desc, total, unit
         self.stream = stream if stream is not None else sys.stderr
-        self.interval = interval
+        self.interval = INTERVAL if interval is None else interval
         self.enabled = enabled
         self.done = 0
         self.started = time.monotonic()
-        self._next_line = self.started + interval
+        self._next_line = self.started + self.interval
         self._logged = False
         self._bar = None
         if enabled and _is_terminal(self.stream):
