@@ -54,13 +54,14 @@ def estimate(packed: int) -> int:
 class VisitorSketch:
     """An exact set, or HyperLogLog registers; rollup bytes stay undecoded until merged."""
 
-    __slots__ = ("ids", "registers", "_raw", "_known")
+    __slots__ = ("ids", "registers", "_raw", "_known", "_bound")
 
     def __init__(self, ids=None):
         self.ids = set(ids) if ids is not None else set()
         self.registers = None  # once approximate: the register bytes as one little-endian int
         self._raw = None  # undecoded to_bytes() data
         self._known = None  # the exact count stored beside the bytes
+        self._bound = None  # once approximate: the sum of the merged parts' exact counts (None: unknown)
 
     @classmethod
     def lazy(cls, data: bytes, known: int | None) -> "VisitorSketch":
@@ -71,6 +72,8 @@ class VisitorSketch:
     def _load(self) -> None:
         if self._raw is not None:
             self.ids, self.registers = _decode(self._raw)
+            if self.registers is not None:
+                self._bound = self._known  # the stored exact count bounds the registers' estimate
             self._raw = self._known = None
 
     def _state(self):
@@ -95,21 +98,33 @@ class VisitorSketch:
             return self._raw[:1] == b"H"
         return self.registers is not None
 
+    def upper_bound(self) -> int | None:
+        """A count the set cannot exceed, known without estimating: its exact count, or the sum
+        of the exact counts of the parts merged into it (None: registers of unknown parts)."""
+        if self._known is not None:
+            return self._known
+        ids, registers = self._state()
+        return len(ids) if registers is None else self._bound
+
     def add(self, visitor: int) -> None:
         self._load()
         if self.registers is None:
             self.ids.add(visitor)
         else:
             self.registers = _with_ids(self.registers, [visitor])
+            if self._bound is not None:
+                self._bound += 1
 
     def merge(self, other: "VisitorSketch") -> None:
         """Union ``other`` into this sketch (``other`` is left as it was)."""
         if other.empty:
             return
         if self.empty and other._raw is not None:  # adopt the bytes; decode only if merged again
-            self.ids, self._raw, self._known = None, other._raw, other._known
+            self.ids, self._raw, self._known, self._bound = None, other._raw, other._known, other._bound
             return
         self._load()
+        mine, theirs = self.upper_bound(), other.upper_bound()
+        self._bound = None if mine is None or theirs is None else mine + theirs
         other_ids, other_registers = other._state()
         if self.registers is None and other_registers is None:
             self.ids |= other_ids
@@ -121,10 +136,15 @@ class VisitorSketch:
             self.registers = max_registers(self.registers, other_registers)
 
     def count(self) -> int:
+        """The exact count, or the estimate clamped to ``upper_bound``: a union never counts more
+        visitors than its parts hold together."""
         if self._known is not None:
             return self._known
         self._load()
-        return len(self.ids) if self.registers is None else estimate(self.registers)
+        if self.registers is None:
+            return len(self.ids)
+        value = estimate(self.registers)
+        return value if self._bound is None else min(value, self._bound)
 
     @classmethod
     def of_distinct(cls, ids: np.ndarray) -> "VisitorSketch":
