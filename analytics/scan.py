@@ -364,9 +364,9 @@ def _entry_and_exit(window, visits):
 
 def scan_bucket_in_database(query: Query, start: datetime, end: datetime, dimensions: list) -> dict:
     """``scan_bucket``'s tallies, grouped in the database (``storage.can_build_in_database``):
-    one statement for the counts and visitor ids of every dimension's values at once, one for
-    the revenue, one measuring the visits and one for the visits' values; numpy turns each
-    group's ids into a distinct set, a sketch (``VisitorSketch.of_distinct``) or visit sums."""
+    one statement measuring the visits, one grouping the events of every dimension's values at
+    once (counts, visitor ids, visit ids), one for the revenue; numpy turns each group's ids
+    into a distinct set, then a sketch (``VisitorSketch.of_distinct``) or the visits' sums."""
     event_dims = [d for d in dimensions if d.scope != "session"]
     n = len(event_dims)
     values = {f"_v{i}": expression(d) for i, d in enumerate(event_dims)}
@@ -377,49 +377,41 @@ def scan_bucket_in_database(query: Query, start: datetime, end: datetime, dimens
                 return None, (event_dims[i].name, row[i])
         return None, ALL
 
+    window = Event.objects.filter(site_id=query.site_id, occurred_at__gte=start - SESSION_GAP, occurred_at__lt=end + VISIT_WINDOW)
+    sessions = window.filter(session__isnull=False).values("session").annotate(first=Min("occurred_at"))
+    sessions_sql, sessions_params = sessions.filter(first__gte=start, first__lt=end).order_by().query.sql_with_params()
+    columns = ("session", "occurred_at", "id", "kind", "path", "visitor", "currency", "price", "quantity", *values)
+    window_sql, window_params = window.annotate(**values).values_list(*columns).order_by().query.sql_with_params()
+    visits, grouped, money = storage.bucket_rows(
+        sessions_sql, sessions_params, window_sql, window_params, n, (start, end), VISIT_WINDOW,
+        (Kind.PAGEVIEW, Kind.CUSTOM, Kind.PURCHASE),
+    )  # fmt: skip
+    ids = np.array([v[0] for v in visits], dtype=np.int64)  # ordered by the statement
+    page_views = np.array([v[1] for v in visits], dtype=np.int64)
+    bounces = ((page_views == 1) & (np.array([v[2] for v in visits], dtype=np.int64) == 0)).astype(np.int64)
+    durations = np.array([v[3] for v in visits], dtype=np.int64)
     tallies = defaultdict(Tally)
-    in_range = Event.objects.filter(site_id=query.site_id, occurred_at__gte=start, occurred_at__lt=end).annotate(**values)
-    events_sql, params = (
-        in_range.values_list("kind", "visitor", "currency", "price", "quantity", *values).order_by().query.sql_with_params()
-    )
-    counts, money = storage.bucket_event_rows(events_sql, params, n, (Kind.PAGEVIEW, Kind.CUSTOM, Kind.PURCHASE))
-    for row in counts:
-        pv, ev, pu, visitors, buyers = row[n:]
+    for row in grouped:
+        pv, ev, pu, visitors, buyers, members = row[n:]
+        if not (pv or ev or members):  # only events outside the bucket, of no visit in it
+            continue
         t = tallies[key(row)]
         t.page_views, t.events, t.purchases = pv, ev, pu
         if visitors is not None:
             t.visitors = VisitorSketch.of_distinct(_distinct_ids(visitors))
         if buyers is not None:
             t.buyers = VisitorSketch.of_distinct(_distinct_ids(buyers))
+        if members is not None:
+            members = np.searchsorted(ids, _distinct_ids(members))
+            t.visits = len(members)
+            t.bounces = int(bounces[members].sum())
+            t.duration_us = int(durations[members].sum())
+            t.visit_page_views = int(page_views[members].sum())
     for row in money:
         currency, revenue, purchases = row[n:]
         t = tallies[key(row)]
         t.revenue[currency] = int(revenue or 0)
         t.orders[currency] = purchases
-
-    window = Event.objects.filter(
-        site_id=query.site_id, occurred_at__gte=start - SESSION_GAP, occurred_at__lt=end + VISIT_WINDOW, session__isnull=False
-    )
-    sessions = window.values("session").annotate(first=Min("occurred_at")).filter(first__gte=start, first__lt=end).order_by()
-    sessions_sql, sessions_params = sessions.query.sql_with_params()
-    rows = window.annotate(**values).values_list("session", "occurred_at", "id", "kind", "path", *values).order_by()
-    window_sql, window_params = rows.query.sql_with_params()
-    visits, groups = storage.bucket_visit_rows(
-        sessions_sql, sessions_params, window_sql, window_params, n, VISIT_WINDOW, Kind.PAGEVIEW
-    )
-    if not visits:
-        return tallies
-    ids = np.array([v[0] for v in visits], dtype=np.int64)  # sorted by the statement
-    page_views = np.array([v[1] for v in visits], dtype=np.int64)
-    bounces = ((page_views == 1) & (np.array([v[2] for v in visits], dtype=np.int64) == 0)).astype(np.int64)
-    durations = np.array([v[3] for v in visits], dtype=np.int64)
-    for row in groups:
-        members = np.searchsorted(ids, _distinct_ids(row[n]))
-        t = tallies[key(row)]
-        t.visits = len(members)
-        t.bounces = int(bounces[members].sum())
-        t.duration_us = int(durations[members].sum())
-        t.visit_page_views = int(page_views[members].sum())
     for dimension in dimensions:
         if dimension.scope == "session":
             column = 4 if dimension.name == "entry_page" else 5

@@ -237,34 +237,19 @@ def _values(alias: str, count: int) -> str:
     return ", ".join(f'{alias}."_v{i}"' for i in range(count))
 
 
-def bucket_event_rows(events_sql: str, params, count: int, kinds) -> tuple[list, list]:
-    """From the per-event rows of a bucket's range (columns kind, visitor, currency, price,
-    quantity, _v0 … _v<count-1>): (_v0 … _v<count-1>, page views, events, purchases, visitor
-    ids, buyer ids) per grouping set and value, and (_v…, currency, revenue, purchases) per
-    grouping set, value and currency."""
+def bucket_rows(sessions_sql: str, sessions_params, window_sql: str, window_params, count: int, span, window, kinds):
+    """The grouped rows of a bucket ``span`` = (start, end), from ``window_sql``'s rows (session,
+    occurred_at, id, kind, path, visitor, currency, price, quantity, _v0 … _v<count-1>) that can
+    count in it and ``sessions_sql``'s (session, first) of the visits starting in it:
+
+    - per visit, ordered by session: (session, page views, other events, duration µs, entry
+      page, exit page), measured over its events before first + ``window``;
+    - per grouping set and value, in one pass: (_v0 … _v<count-1>, page views, events,
+      purchases, visitor ids, buyer ids) of the events in the span, and the ids of the visits
+      that have an event with the value;
+    - per grouping set, value and currency: (_v…, currency, revenue, purchases) of the span."""
     pageview, custom, purchase = kinds
-    counts = f"""
-        SELECT {_values("e", count)}, count(*) FILTER (WHERE e.kind = %s), count(*) FILTER (WHERE e.kind IN (%s, %s)),
-               count(*) FILTER (WHERE e.kind = %s), string_agg(int8send(e.visitor), ''::bytea),
-               string_agg(int8send(e.visitor), ''::bytea) FILTER (WHERE e.kind = %s)
-        FROM ({events_sql}) AS e {_sets("e", count)}"""
-    revenue = f"""
-        SELECT {_values("e", count)}, e.currency, sum(e.price * coalesce(e.quantity, 1)), count(*)
-        FROM ({events_sql}) AS e WHERE e.kind = %s {_sets("e", count, "currency")}"""
-    with build_settings(), connection.cursor() as cursor:
-        cursor.execute(counts, [pageview, custom, purchase, purchase, purchase, *params])
-        rows = cursor.fetchall()
-        cursor.execute(revenue, [*params, purchase])
-        money = cursor.fetchall()
-    return rows, money
-
-
-def bucket_visit_rows(sessions_sql: str, sessions_params, window_sql: str, window_params, count: int, window, pageview: int):
-    """The visits starting in a bucket: (session, page views, other events, duration µs, entry
-    page, exit page) each, and (_v0 … _v<count-1>, session ids) per grouping set and value.
-    ``sessions_sql`` gives (session, first) of those visits; ``window_sql`` the rows (session,
-    occurred_at, id, kind, path, _v0 …) that can belong to them; a visit is measured over its
-    events before first + ``window``."""
+    start, end = span
     events = f"({window_sql}) AS w JOIN s ON s.session = w.session WHERE w.occurred_at < s.first + %s"
     visits = f"""
         WITH s AS ({sessions_sql})
@@ -273,16 +258,27 @@ def bucket_visit_rows(sessions_sql: str, sessions_params, window_sql: str, windo
                (array_agg(w.path ORDER BY w.occurred_at, w.id) FILTER (WHERE w.kind = %s))[1],
                (array_agg(w.path ORDER BY w.occurred_at DESC, w.id DESC) FILTER (WHERE w.kind = %s))[1]
         FROM {events} GROUP BY w.session ORDER BY w.session"""
-    values = f"""
+    inside = "w.occurred_at >= %s AND w.occurred_at < %s"
+    groups = f"""
         WITH s AS ({sessions_sql})
-        SELECT {_values("w", count)}, string_agg(int8send(w.session), ''::bytea)
-        FROM {events} {_sets("w", count)}"""
+        SELECT {_values("w", count)}, count(*) FILTER (WHERE w.kind = %s AND {inside}),
+               count(*) FILTER (WHERE w.kind IN (%s, %s) AND {inside}), count(*) FILTER (WHERE w.kind = %s AND {inside}),
+               string_agg(int8send(w.visitor), ''::bytea) FILTER (WHERE {inside}),
+               string_agg(int8send(w.visitor), ''::bytea) FILTER (WHERE w.kind = %s AND {inside}),
+               string_agg(int8send(w.session), ''::bytea) FILTER (WHERE w.occurred_at < s.first + %s)
+        FROM ({window_sql}) AS w LEFT JOIN s ON s.session = w.session {_sets("w", count)}"""
+    revenue = f"""
+        SELECT {_values("w", count)}, w.currency, sum(w.price * coalesce(w.quantity, 1)), count(*)
+        FROM ({window_sql}) AS w WHERE w.kind = %s AND {inside} {_sets("w", count, "currency")}"""
     with build_settings(), connection.cursor() as cursor:
         cursor.execute(visits, [*sessions_params, pageview, pageview, pageview, pageview, *window_params, window])
         sessions = cursor.fetchall()
-        cursor.execute(values, [*sessions_params, *window_params, window])
-        groups = cursor.fetchall()
-    return sessions, groups
+        params = [*sessions_params, pageview, start, end, custom, purchase, start, end, purchase, start, end, start, end]
+        cursor.execute(groups, [*params, purchase, start, end, window, *window_params])
+        grouped = cursor.fetchall()
+        cursor.execute(revenue, [*window_params, purchase, start, end])
+        money = cursor.fetchall()
+    return sessions, grouped, money
 
 
 def metadata_keys(qs) -> list[str]:
