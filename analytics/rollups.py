@@ -6,9 +6,10 @@ GRACE``: no visit starting in it can change after that except through late event
 are also rolled up *provisionally* a minute after they end: their event metrics are final
 then, so queries without visit metrics read raw events only for the current hour.
 
-Building: ``build_bucket`` runs the raw scan (``scan.scan_bucket``) over the bucket and
-stores one ``Rollup`` row per (dimension, value), so a rollup is the raw answer by
-construction. Rolled dimensions: every registry dimension, ``metadata.<key>`` for up to
+Building: ``build_bucket`` groups the bucket's events per (dimension, value) in the database
+(``scan.scan_bucket_in_database``, PostgreSQL) or runs the raw scan over it (``scan.scan_bucket``,
+SQLite), and stores one ``Rollup`` row per (dimension, value); both give the raw answer, which
+the exactness tests check against brute force. Rolled dimensions: every registry dimension, ``metadata.<key>`` for up to
 ``MAX_METADATA_KEYS`` keys seen in the bucket, and the pairs in ``PAIRS``. ``refresh`` is
 the timer's work (``manage.py rollup``, e.g. every minute): drop buckets with late events,
 then build every due bucket.
