@@ -9,10 +9,10 @@ then, so queries without visit metrics read raw events only for the current hour
 Building: ``build_bucket`` groups the bucket's events per (dimension, value) in the database
 (``scan.scan_bucket_in_database``, PostgreSQL) or runs the raw scan over it (``scan.scan_bucket``,
 SQLite), and stores one ``Rollup`` row per (dimension, value); both give the raw answer, which
-the exactness tests check against brute force. Rolled dimensions: every registry dimension, ``metadata.<key>`` for up to
-``MAX_METADATA_KEYS`` keys seen in the bucket, and the pairs in ``PAIRS``. ``refresh`` is
-the timer's work (``manage.py rollup``, e.g. every minute): drop buckets with late events,
-then build every due bucket.
+the exactness tests check against brute force. Rolled dimensions: every registry dimension,
+``metadata.<key>`` for up to ``MAX_METADATA_KEYS`` keys seen in the bucket, and the pairs in
+``PAIRS``. ``refresh`` is the timer's work (``manage.py rollup``, e.g. every minute): drop
+buckets with late events, then build every due bucket.
 
 Reading: ``plan`` says which rollup rows answer a query, ``usable_buckets`` which buckets
 can, and ``read`` merges their rows into the tallies ``engine.collect`` scanned raw for the
