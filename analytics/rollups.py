@@ -7,12 +7,12 @@ are also rolled up *provisionally* a minute after they end: their event metrics 
 then, so queries without visit metrics read raw events only for the current hour.
 
 Building: ``build_bucket`` groups the bucket's events per (dimension, value) in the database
-(``scan.scan_bucket_in_database``, PostgreSQL) or runs the raw scan over it (``scan.scan_bucket``,
-SQLite), and stores one ``Rollup`` row per (dimension, value); both give the raw answer, which
-the exactness tests check against brute force. Rolled dimensions: every registry dimension,
-``metadata.<key>`` for up to ``MAX_METADATA_KEYS`` keys seen in the bucket, and the pairs in
-``PAIRS``. ``refresh`` is the timer's work (``manage.py rollup``, e.g. every minute): drop
-buckets with late events, then build every due bucket.
+(``scan.scan_bucket``; PostgreSQL) or with the raw-event engine (SQLite) and stores one
+``Rollup`` row per (dimension, value); both give the raw answer, which the exactness tests
+check against brute force. Rolled dimensions: every registry dimension, ``metadata.<key>`` for
+up to ``MAX_METADATA_KEYS`` keys seen in the bucket, and the pairs in ``PAIRS``. ``refresh`` is
+the timer's work (``manage.py rollup``, e.g. every minute): drop buckets with late events, then
+build every due bucket.
 
 Reading: ``plan`` says which rollup rows answer a query, ``usable_buckets`` which buckets
 can, and ``read`` merges their rows into the tallies ``engine.collect`` scanned raw for the
@@ -59,7 +59,7 @@ from .query import (
     Query,
     parse_dimension,
 )
-from .scan import ALL, scan_bucket, scan_bucket_in_database
+from .scan import ALL, scan_bucket
 from .sketch import VisitorSketch
 from .tally import Tally, merge_into
 
@@ -132,8 +132,7 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, fina
     scanned = _reach(site, start, end).count()
     dims = rolled_dimensions(_metadata_keys(site, start, end))
     if Event.objects.filter(site=site, occurred_at__gte=start, occurred_at__lt=end).exists():
-        scanner = scan_bucket_in_database if storage.can_build_in_database() else scan_bucket
-        tallies = scanner(_bucket_query(site), start, end, dims)
+        tallies = scan_bucket(_bucket_query(site), start, end, dims)
     else:
         tallies = {}  # nothing happened: an empty bucket (every dimension rolled, no rows)
     per_dim = defaultdict(int)
@@ -176,8 +175,7 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, fina
         if _reach(site, start, end).count() != scanned:
             logger.info("%s %s of site %s changed while it was built; left to the next run", grain, start, site.pk)
             return None
-        Rollup.objects.filter(site=site, grain=grain, start=start).delete()
-        RolledBucket.objects.filter(site=site, grain=grain, start=start).delete()
+        _drop(site, RolledBucket.objects.filter(site=site, grain=grain, start=start))
         storage.insert_rollups(rows)
         bucket = RolledBucket.objects.create(
             site=site,
@@ -267,8 +265,17 @@ def _build_and_replace(site, grain, start, end, final):
     if build_bucket(site, grain, start, end, final=final) is None:
         return
     if grain == "day":  # the day's hours are replaced by the day
-        RolledBucket.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end).delete()
-        Rollup.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end).delete()
+        _drop(site, RolledBucket.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end))
+
+
+def _drop(site, rolled) -> None:
+    """Delete the ``rolled`` buckets and their rows, named by their dimensions: the rows' index
+    leads with (site, dimension), so a delete by start alone would read every row of the site."""
+    rolled = list(rolled)
+    for b in rolled:
+        Rollup.objects.filter(site=site, dimension__in=["", *b.dimensions], grain=b.grain, start=b.start).delete()
+    if rolled:
+        RolledBucket.objects.filter(pk__in=[b.pk for b in rolled]).delete()
 
 
 def _late_buckets(site_id: int | None, after_id: int, rolled: list, *, limit: int | None = 10_000) -> set:

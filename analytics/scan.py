@@ -262,11 +262,17 @@ def _raw_rows(qs):
 
 
 def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) -> dict:
-    """Every metric for (None, ALL) and (None, (dimension, value)) of an unfiltered bucket — for rollups.
+    """Every metric for (None, ALL) and (None, (dimension, value)) of an unfiltered bucket — for
+    rollups: grouped in the database where it can (``scan_bucket_in_database``), else here."""
+    if storage.can_build_in_database():
+        return scan_bucket_in_database(query, start, end, dimensions)
+    return scan_bucket_in_python(query, start, end, dimensions)
 
-    The same numbers as ``scan`` with all metrics, in one GROUP BY per dimension: rows
-    per (value, visitor, session, currency, in range) carry the counts, the visitor sets and
-    the visits' values at once.
+
+def scan_bucket_in_python(query: Query, start: datetime, end: datetime, dimensions: list) -> dict:
+    """``scan_bucket`` on SQLite: the same numbers as ``scan`` with all metrics, in one GROUP BY
+    per dimension: rows per (value, visitor, session, currency, in range) carry the counts, the
+    visitor sets and the visits' values at once.
     """
     tallies = defaultdict(Tally)
     visits, session_window, long_ids = _collect_visits(query, start, end, any(d.scope == "session" for d in dimensions))
