@@ -6,12 +6,13 @@ GRACE``: no visit starting in it can change after that except through late event
 are also rolled up *provisionally* a minute after they end: their event metrics are final
 then, so queries without visit metrics read raw events only for the current hour.
 
-Building: ``build_bucket`` runs the raw scan (``scan.scan_bucket``) over the bucket and
-stores one ``Rollup`` row per (dimension, value), so a rollup is the raw answer by
-construction. Rolled dimensions: every registry dimension, ``metadata.<key>`` for up to
-``MAX_METADATA_KEYS`` keys seen in the bucket, and the pairs in ``PAIRS``. ``refresh`` is
-the timer's work (``manage.py rollup``, e.g. every minute): drop buckets with late events,
-then build every due bucket.
+Building: ``build_bucket`` groups the bucket's events per (dimension, value) in the database
+(``scan.scan_bucket``; PostgreSQL) or with the raw-event engine (SQLite) and stores one
+``Rollup`` row per (dimension, value); both give the raw answer, which the exactness tests
+check against brute force. Rolled dimensions: every registry dimension, ``metadata.<key>`` for
+up to ``MAX_METADATA_KEYS`` keys seen in the bucket, and the pairs in ``PAIRS``. ``refresh`` is
+the timer's work (``manage.py rollup``, e.g. every minute): drop buckets with late events, then
+build every due bucket.
 
 Reading: ``plan`` says which rollup rows answer a query, ``usable_buckets`` which buckets
 can, and ``read`` merges their rows into the tallies ``engine.collect`` scanned raw for the
@@ -43,6 +44,7 @@ from accounts.models import Site
 from events.data_rights import lock_site
 from events.models import Event, Kind
 from events.sessions import SESSION_GAP
+from infinity.progress import Progress
 
 from . import buckets, storage
 from .models import RolledBucket, Rollup, RollupCursor
@@ -95,12 +97,8 @@ def _bucket_query(site: Site) -> Query:
 
 
 def _metadata_keys(site: Site, start: datetime, end: datetime) -> list[str]:
-    keys = set()
     rows = Event.objects.filter(site=site, occurred_at__gte=start, occurred_at__lt=end, kind__in=[Kind.CUSTOM, Kind.PURCHASE])
-    for metadata in rows.values_list("metadata", flat=True).iterator(chunk_size=5000):
-        if isinstance(metadata, dict):
-            keys.update(k for k in metadata if METADATA_KEY.fullmatch(k))
-    return sorted(keys)[:MAX_METADATA_KEYS]
+    return [k for k in storage.metadata_keys(rows) if METADATA_KEY.fullmatch(k)][:MAX_METADATA_KEYS]
 
 
 def rolled_dimensions(metadata_keys) -> list[Dimension]:
@@ -177,8 +175,7 @@ def build_bucket(site: Site, grain: str, start: datetime, end: datetime, *, fina
         if _reach(site, start, end).count() != scanned:
             logger.info("%s %s of site %s changed while it was built; left to the next run", grain, start, site.pk)
             return None
-        Rollup.objects.filter(site=site, grain=grain, start=start).delete()
-        RolledBucket.objects.filter(site=site, grain=grain, start=start).delete()
+        _drop(site, RolledBucket.objects.filter(site=site, grain=grain, start=start))
         storage.insert_rollups(rows)
         bucket = RolledBucket.objects.create(
             site=site,
@@ -233,23 +230,26 @@ def _next_local_hour(t: datetime, tz: ZoneInfo) -> datetime:
     return t + timedelta(hours=1)
 
 
-def build_due(site: Site, now: datetime, *, jobs: int = 1) -> int:
+def build_due(site: Site, now: datetime, *, jobs: int = 1, progress: Progress | None = None) -> int:
     due = due_buckets(site, now)
+    progress = progress or Progress("rollups", enabled=False)
+    progress.add_total(len(due))
     if jobs > 1 and len(due) > 1 and storage.can_build_in_processes():
-        return _build_in_processes(site, due, jobs)
+        return _build_in_processes(site, due, jobs, progress)
     for grain, start, end, final in due:
         _build_and_replace(site, grain, start, end, final)
+        progress.update()
     return len(due)
 
 
-def _build_in_processes(site: Site, due: list, jobs: int) -> int:
-    """Build ``due`` buckets in ``jobs`` forked processes, each with its own connection. A build
-    is mostly Python (grouped rows into tallies and sketches), so one process keeps about one
-    core busy; buckets are independent (each is replaced in its own transaction)."""
+def _build_in_processes(site: Site, due: list, jobs: int, progress: Progress) -> int:
+    """Build ``due`` buckets in ``jobs`` forked processes, each with its own connection: the
+    database groups while Python sketches, so processes keep both busy; buckets are independent
+    (each is replaced in its own transaction)."""
     connections.close_all()  # a connection must not be shared across fork; children open their own
     with ProcessPoolExecutor(min(jobs, len(due)), mp_context=multiprocessing.get_context("fork")) as pool:
         for _ in pool.map(_build_one, [(site, *bucket) for bucket in due]):
-            pass  # re-raises a child's error
+            progress.update()  # re-raises a child's error
     return len(due)
 
 
@@ -265,8 +265,17 @@ def _build_and_replace(site, grain, start, end, final):
     if build_bucket(site, grain, start, end, final=final) is None:
         return
     if grain == "day":  # the day's hours are replaced by the day
-        RolledBucket.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end).delete()
-        Rollup.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end).delete()
+        _drop(site, RolledBucket.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end))
+
+
+def _drop(site, rolled) -> None:
+    """Delete the ``rolled`` buckets and their rows, named by their dimensions: the rows' index
+    leads with (site, dimension), so a delete by start alone would read every row of the site."""
+    rolled = list(rolled)
+    for b in rolled:
+        Rollup.objects.filter(site=site, dimension__in=["", *b.dimensions], grain=b.grain, start=b.start).delete()
+    if rolled:
+        RolledBucket.objects.filter(pk__in=[b.pk for b in rolled]).delete()
 
 
 def _late_buckets(site_id: int | None, after_id: int, rolled: list, *, limit: int | None = 10_000) -> set:
@@ -345,9 +354,10 @@ def check_late(now: datetime | None = None, *, verbosity: int = 0) -> None:
     RollupCursor.objects.filter(pk=1).update(last_id=top, checked_at=now)
 
 
-def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity: int = 0, jobs: int = 1) -> int:
+def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity: int = 0, jobs: int = 1,
+            progress: Progress | None = None) -> int:  # fmt: skip
     """Rebuild buckets holding late events, then roll up every closed bucket (in ``jobs``
-    processes on PostgreSQL). Returns buckets built."""
+    processes on PostgreSQL), counting each in ``progress``. Returns buckets built."""
     now = now or djtz.now()
     check_late(now, verbosity=verbosity)
     built = 0
@@ -355,7 +365,7 @@ def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity:
         stale_tz = RolledBucket.objects.filter(site=s).exclude(timezone=s.timezone)
         Rollup.objects.filter(site=s, start__in=stale_tz.values("start")).delete()
         stale_tz.delete()
-        n = build_due(s, now, jobs=jobs)
+        n = build_due(s, now, jobs=jobs, progress=progress)
         if verbosity and n:
             print(f"site {s.pk} ({s.domain}): {n} buckets rolled up")
         built += n
@@ -364,13 +374,14 @@ def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity:
     return built
 
 
-def rebuild(*, site: Site | None = None, now: datetime | None = None, verbosity: int = 0, jobs: int = 1) -> int:
+def rebuild(*, site: Site | None = None, now: datetime | None = None, verbosity: int = 0, jobs: int = 1,
+            progress: Progress | None = None) -> int:  # fmt: skip
     """Drop and rebuild every rollup (of one site or all)."""
     sites = [site] if site is not None else list(Site.objects.all())
     for s in sites:
         Rollup.objects.filter(site=s).delete()
         RolledBucket.objects.filter(site=s).delete()
-    return sum(refresh(now=now, site=s, verbosity=verbosity, jobs=jobs) for s in sites)
+    return sum(refresh(now=now, site=s, verbosity=verbosity, jobs=jobs, progress=progress) for s in sites)
 
 
 # --- reading ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the database; Python only merges the grouped rows and measures visits.
 from collections import defaultdict
 from datetime import datetime
 
+import numpy as np
 from django.db import connections
 from django.db.models import Case, CharField, Count, F, Max, Min, Q, Value, When
 from django.db.models.functions import Coalesce, Concat
@@ -15,8 +16,9 @@ from django.db.models.functions import Coalesce, Concat
 from events.models import Event, Kind
 from events.sessions import SESSION_GAP
 
-from . import buckets
+from . import buckets, storage
 from .query import PAIR_SEPARATOR, SESSION_METRICS, VISIT_WINDOW, Dimension, Filter, Query, ascii_lower
+from .sketch import VisitorSketch
 from .storage import AsciiLower, MetadataText, revenue_sums, revenue_total
 from .tally import Tally
 
@@ -260,11 +262,17 @@ def _raw_rows(qs):
 
 
 def scan_bucket(query: Query, start: datetime, end: datetime, dimensions: list) -> dict:
-    """Every metric for (None, ALL) and (None, (dimension, value)) of an unfiltered bucket — for rollups.
+    """Every metric for (None, ALL) and (None, (dimension, value)) of an unfiltered bucket — for
+    rollups: grouped in the database where it can (``scan_bucket_in_database``), else here."""
+    if storage.can_build_in_database():
+        return scan_bucket_in_database(query, start, end, dimensions)
+    return scan_bucket_in_python(query, start, end, dimensions)
 
-    The same numbers as ``scan`` with all metrics, in one GROUP BY per dimension: rows
-    per (value, visitor, session, currency, in range) carry the counts, the visitor sets and
-    the visits' values at once.
+
+def scan_bucket_in_python(query: Query, start: datetime, end: datetime, dimensions: list) -> dict:
+    """``scan_bucket`` on SQLite: the same numbers as ``scan`` with all metrics, in one GROUP BY
+    per dimension: rows per (value, visitor, session, currency, in range) carry the counts, the
+    visitor sets and the visits' values at once.
     """
     tallies = defaultdict(Tally)
     visits, session_window, long_ids = _collect_visits(query, start, end, any(d.scope == "session" for d in dimensions))
@@ -358,3 +366,72 @@ def _entry_and_exit(window, visits):
     for sid, v in visits.items():
         v.entry = firsts[sid][1] if sid in firsts else ""
         v.exit = lasts[sid][1] if sid in lasts else ""
+
+
+def scan_bucket_in_database(query: Query, start: datetime, end: datetime, dimensions: list) -> dict:
+    """``scan_bucket``'s tallies, grouped in the database (``storage.can_build_in_database``):
+    one statement measuring the visits, one grouping the events of every dimension's values at
+    once (counts, visitor ids, visit ids), one for the revenue; numpy turns each group's ids
+    into a distinct set, then a sketch (``VisitorSketch.of_distinct``) or the visits' sums."""
+    event_dims = [d for d in dimensions if d.scope != "session"]
+    n = len(event_dims)
+    values = {f"_v{i}": expression(d) for i, d in enumerate(event_dims)}
+
+    def key(row):
+        for i in range(n):
+            if row[i] is not None:
+                return None, (event_dims[i].name, row[i])
+        return None, ALL
+
+    window = Event.objects.filter(site_id=query.site_id, occurred_at__gte=start - SESSION_GAP, occurred_at__lt=end + VISIT_WINDOW)
+    sessions = window.filter(session__isnull=False).values("session").annotate(first=Min("occurred_at"))
+    sessions_sql, sessions_params = sessions.filter(first__gte=start, first__lt=end).order_by().query.sql_with_params()
+    columns = ("session", "occurred_at", "id", "kind", "path", "visitor", "currency", "price", "quantity", *values)
+    window_sql, window_params = window.annotate(**values).values_list(*columns).order_by().query.sql_with_params()
+    visits, grouped, money = storage.bucket_rows(
+        sessions_sql, sessions_params, window_sql, window_params, n, (start, end), VISIT_WINDOW,
+        (Kind.PAGEVIEW, Kind.CUSTOM, Kind.PURCHASE),
+    )  # fmt: skip
+    ids = np.array([v[0] for v in visits], dtype=np.int64)  # ordered by the statement
+    page_views = np.array([v[1] for v in visits], dtype=np.int64)
+    bounces = ((page_views == 1) & (np.array([v[2] for v in visits], dtype=np.int64) == 0)).astype(np.int64)
+    durations = np.array([v[3] for v in visits], dtype=np.int64)
+    tallies = defaultdict(Tally)
+    for row in grouped:
+        pv, ev, pu, visitors, buyers, members = row[n:]
+        if not (pv or ev or members):  # only events outside the bucket, of no visit in it
+            continue
+        t = tallies[key(row)]
+        t.page_views, t.events, t.purchases = pv, ev, pu
+        if visitors is not None:
+            t.visitors = VisitorSketch.of_distinct(_distinct_ids(visitors))
+        if buyers is not None:
+            t.buyers = VisitorSketch.of_distinct(_distinct_ids(buyers))
+        if members is not None:
+            members = np.searchsorted(ids, _distinct_ids(members))
+            t.visits = len(members)
+            t.bounces = int(bounces[members].sum())
+            t.duration_us = int(durations[members].sum())
+            t.visit_page_views = int(page_views[members].sum())
+    for row in money:
+        currency, revenue, purchases = row[n:]
+        t = tallies[key(row)]
+        t.revenue[currency] = int(revenue or 0)
+        t.orders[currency] = purchases
+    for dimension in dimensions:
+        if dimension.scope == "session":
+            column = 4 if dimension.name == "entry_page" else 5
+            for i, v in enumerate(visits):
+                t = tallies[None, (dimension.name, v[column] or "")]
+                t.visits += 1
+                t.bounces += int(bounces[i])
+                t.duration_us += int(durations[i])
+                t.visit_page_views += int(page_views[i])
+    return tallies
+
+
+def _distinct_ids(data: bytes) -> np.ndarray:
+    """The distinct ids of int8send bytes, ascending (np.unique costs more for the many small groups)."""
+    ids = np.frombuffer(data, dtype=">i8").astype(np.int64)
+    ids.sort()
+    return ids[np.append(True, ids[1:] != ids[:-1])] if len(ids) > 1 else ids

@@ -200,3 +200,98 @@ def refresh_rollup_statistics() -> None:
     verb = "ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE"
     with connection.cursor() as cursor:
         cursor.execute(f"{verb} {connection.ops.quote_name(Rollup._meta.db_table)}")
+
+
+# --- rollup builds in the database -------------------------------------------------------------
+# A bucket's tallies per (dimension, value) come from a few statements over the per-event rows of
+# ``analytics.scan.scan_bucket_in_database`` (ORM queries, so every dimension's expression is the
+# one queries use, in columns _v0 … _v<n-1>). Each groups by GROUPING SETS, one set per rolled
+# dimension plus () for the totals, which PostgreSQL hashes in a single pass over the rows. A
+# dimension's value is never NULL, so a result row's only non-NULL _v column names its set. Ids
+# (visitors, sessions) travel as one bytea per group (int8send: 8 bytes big-endian each, repeats
+# included) and are made distinct in numpy: no row per (group, id) is ever built.
+
+
+def can_build_in_database() -> bool:
+    return is_postgresql()
+
+
+@contextmanager
+def build_settings():
+    """A transaction with memory for the builds' hash tables; no JIT, whose compile time is
+    seconds for these wide aggregates and far more than it saves."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', '256MB', true)")
+        yield
+
+
+def _sets(alias: str, count: int, *extra: str) -> str:
+    tail = "".join(f", {alias}.{c}" for c in extra)
+    sets = ["(" + ", ".join(f"{alias}.{c}" for c in extra) + ")"]
+    sets += [f'({alias}."_v{i}"{tail})' for i in range(count)]
+    return "GROUP BY GROUPING SETS (" + ", ".join(sets) + ")"
+
+
+def _values(alias: str, count: int) -> str:
+    return ", ".join(f'{alias}."_v{i}"' for i in range(count))
+
+
+def bucket_rows(sessions_sql: str, sessions_params, window_sql: str, window_params, count: int, span, window, kinds):
+    """The grouped rows of a bucket ``span`` = (start, end), from ``window_sql``'s rows (session,
+    occurred_at, id, kind, path, visitor, currency, price, quantity, _v0 … _v<count-1>) that can
+    count in it and ``sessions_sql``'s (session, first) of the visits starting in it:
+
+    - per visit, ordered by session: (session, page views, other events, duration µs, entry
+      page, exit page), measured over its events before first + ``window``;
+    - per grouping set and value, in one pass: (_v0 … _v<count-1>, page views, events,
+      purchases, visitor ids, buyer ids) of the events in the span, and the ids of the visits
+      that have an event with the value;
+    - per grouping set, value and currency: (_v…, currency, revenue, purchases) of the span."""
+    pageview, custom, purchase = kinds
+    start, end = span
+    events = f"({window_sql}) AS w JOIN s ON s.session = w.session WHERE w.occurred_at < s.first + %s"
+    visits = f"""
+        WITH s AS ({sessions_sql})
+        SELECT w.session, count(*) FILTER (WHERE w.kind = %s), count(*) FILTER (WHERE w.kind <> %s),
+               (extract(epoch FROM max(w.occurred_at) - min(s.first)) * 1000000)::bigint,
+               (array_agg(w.path ORDER BY w.occurred_at, w.id) FILTER (WHERE w.kind = %s))[1],
+               (array_agg(w.path ORDER BY w.occurred_at DESC, w.id DESC) FILTER (WHERE w.kind = %s))[1]
+        FROM {events} GROUP BY w.session ORDER BY w.session"""
+    inside = "w.occurred_at >= %s AND w.occurred_at < %s"
+    groups = f"""
+        WITH s AS ({sessions_sql})
+        SELECT {_values("w", count)}, count(*) FILTER (WHERE w.kind = %s AND {inside}),
+               count(*) FILTER (WHERE w.kind IN (%s, %s) AND {inside}), count(*) FILTER (WHERE w.kind = %s AND {inside}),
+               string_agg(int8send(w.visitor), ''::bytea) FILTER (WHERE {inside}),
+               string_agg(int8send(w.visitor), ''::bytea) FILTER (WHERE w.kind = %s AND {inside}),
+               string_agg(int8send(w.session), ''::bytea) FILTER (WHERE w.occurred_at < s.first + %s)
+        FROM ({window_sql}) AS w LEFT JOIN s ON s.session = w.session {_sets("w", count)}"""
+    revenue = f"""
+        SELECT {_values("w", count)}, w.currency, sum(w.price * coalesce(w.quantity, 1)), count(*)
+        FROM ({window_sql}) AS w WHERE w.kind = %s AND {inside} {_sets("w", count, "currency")}"""
+    with build_settings(), connection.cursor() as cursor:
+        cursor.execute(visits, [*sessions_params, pageview, pageview, pageview, pageview, *window_params, window])
+        sessions = cursor.fetchall()
+        params = [*sessions_params, pageview, start, end, custom, purchase, start, end, purchase, start, end, start, end]
+        cursor.execute(groups, [*params, purchase, start, end, window, *window_params])
+        grouped = cursor.fetchall()
+        cursor.execute(revenue, [*window_params, purchase, start, end])
+        money = cursor.fetchall()
+    return sessions, grouped, money
+
+
+def metadata_keys(qs) -> list[str]:
+    """The distinct top-level keys of ``qs``' metadata objects."""
+    if not is_postgresql():
+        keys = set()
+        for metadata in qs.values_list("metadata", flat=True).iterator(chunk_size=5000):
+            if isinstance(metadata, dict):
+                keys.update(metadata)
+        return sorted(keys)
+    sql, params = qs.values("metadata").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT jsonb_object_keys(m.metadata) FROM ({sql}) AS m WHERE jsonb_typeof(m.metadata) = 'object'", params
+        )
+        return sorted(key for (key,) in cursor.fetchall())

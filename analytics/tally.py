@@ -50,6 +50,16 @@ def merge_into(target: dict, tallies: dict) -> None:
             target[key] = t
 
 
+def visitors(t: Tally) -> int:
+    """Distinct visitors, never more than the tally's events (each visitor sent one at least)."""
+    return min(t.visitors.count(), t.page_views + t.events)
+
+
+def buyers(t: Tally) -> int:
+    """Distinct buyers, never more than the purchases nor the visitors."""
+    return min(t.buyers.count(), t.purchases, visitors(t))
+
+
 def ratio(numerator: float, denominator: float, scale: float = 1.0) -> float:
     return round(numerator * scale / denominator, 2) if denominator else 0.0
 
@@ -66,7 +76,7 @@ def _aov(t: Tally) -> dict:
 # Metric name → function of a merged Tally. The query registry adds docs to these.
 FINALIZERS = {
     "page_views": lambda t: t.page_views,
-    "unique_visitors": lambda t: t.visitors.count(),
+    "unique_visitors": visitors,
     "events": lambda t: t.events,
     "visits": lambda t: t.visits,
     "bounce_rate": lambda t: ratio(t.bounces, t.visits, 100),
@@ -75,7 +85,7 @@ FINALIZERS = {
     "purchases": lambda t: t.purchases,
     "revenue": lambda t: {cur: t.revenue[cur] for cur in sorted(t.revenue)},
     "average_order_value": _aov,
-    "conversion_rate": lambda t: ratio(t.buyers.count(), t.visitors.count(), 100),
+    "conversion_rate": lambda t: ratio(buyers(t), visitors(t), 100),
 }
 
 # Metric → whether its value for a merged Tally is an estimate (a HyperLogLog union of visitor sets).
@@ -95,7 +105,7 @@ DENOMINATORS = {
     "bounce_rate": lambda t: t.visits,
     "visit_duration": lambda t: t.visits,
     "views_per_visit": lambda t: t.visits,
-    "conversion_rate": lambda t: t.visitors.count(),
+    "conversion_rate": visitors,
 }
 
 

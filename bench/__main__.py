@@ -1,4 +1,4 @@
-"""``python -m bench generate|query|ingest|batch|counters|dashboard …`` — see each module's docstring."""
+"""``python -m bench generate|query|rollup|ingest|batch|counters|dashboard …`` — see each module's docstring."""
 
 import importlib
 import signal
@@ -7,6 +7,7 @@ import sys
 COMMANDS = {
     "generate": "bench.generate",
     "query": "bench.query",
+    "rollup": "bench.rollup",
     "ingest": "bench.ingest",
     "batch": "bench.batch",
     "counters": "bench.counters",

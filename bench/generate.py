@@ -2,7 +2,7 @@
 
     python -m bench generate -n 1000000 --db bench_1m [--reset] [--seed 1]
 
-The shape of the traffic, per day over the last 90 days (today included, up to now):
+The shape of the traffic, per day over the last 90 days (today included, up to the present minute):
 - four sites sharing the traffic 70/15/10/5 %; the first (``bench.example.com``) is the one
   the query benchmark reads, ``shop.example.com`` has timezone Europe/Berlin;
 - visitors per day scaled so the total is N (≈ 45k/day at N = 10M), weekends quieter,
@@ -27,6 +27,8 @@ import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+
+from infinity.progress import Progress
 
 DAYS = 90
 SITES = [  # domain, share of the traffic, timezone, sells things
@@ -243,17 +245,21 @@ def day_lines(model, rng, emit, *, site_id, hostname, sells, visitors, day, max_
 
 
 def generate_lines(n: int, site_ids: dict, *, seed: int = 1, now: datetime | None = None, days: int = DAYS):
-    """Yield about ``n`` COPY text lines (exactly n unless the model falls short), oldest day first."""
+    """Yield exactly ``n`` COPY text lines, oldest day first, the last ones minutes before ``now``.
+
+    Each past day gets the visitors that spread what is left of ``n`` over the days left (so the
+    randomness of the model does not pile up); today, up to ``now``, gets the rest: visitors are
+    added until it has at least that many events, then a uniform sample of them is kept, so the
+    traffic runs up to the present minute instead of stopping where a running total hits ``n``."""
     rng = random.Random(seed)
     model = Model()
     now = now or datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     per_visitor = events_per_visitor(model, random.Random(seed + 1))
-    total_weight = sum(WEEKDAY_FACTOR[(today - timedelta(days=d)).weekday()] for d in range(days))
-    today_fraction = (now - today).total_seconds() / 86400 * 0.9  # rough: the day so far
-    visitors_per_day = n / per_visitor / (total_weight - WEEKDAY_FACTOR[today.weekday()] * (1 - today_fraction))
-    # Aim a little high and stop at exactly n (the cut falls on today, which is partial anyway).
-    visitors_per_day *= 1.03 if n >= 100_000 else 1.15
+    weights = [WEEKDAY_FACTOR[(today - timedelta(days=d)).weekday()] for d in range(days)]
+    today_share = _share_of_day(now - today)  # of a whole day's events that happen before now
+    weights[0] *= max(today_share, 1e-6)
+    visitors_per_day = n / per_visitor / sum(weights)
     generate_lines.visitors_per_day = visitors_per_day
     pools = {
         domain: [rng.getrandbits(62) for _ in range(max(10, int(visitors_per_day * share * 2)))] for domain, share, *_ in SITES
@@ -261,17 +267,29 @@ def generate_lines(n: int, site_ids: dict, *, seed: int = 1, now: datetime | Non
     produced = 0
     carry = dict.fromkeys(pools, 0.0)
     buf: list[str] = []
-    for d in range(days - 1, -1, -1):
-        day = today - timedelta(days=d)
-        max_second = int((now - day).total_seconds()) if d == 0 else 86399
-        factor = WEEKDAY_FACTOR[day.weekday()]
-        buf.clear()
+
+    def one_day(day, max_second, visitors_total):
         for domain, share, _tz, sells in SITES:
-            carry[domain] += visitors_per_day * share * factor  # fractions carry over: small n stays unbiased
+            carry[domain] += visitors_total * share  # fractions carry over: small n stays unbiased
             visitors = int(carry[domain])
             carry[domain] -= visitors
             day_lines(model, rng, buf.append, site_id=site_ids[domain], hostname=domain, sells=sells, visitors=visitors,
-                      day=day, max_second=min(max_second, 86399), pool=pools[domain])  # fmt: skip
+                      day=day, max_second=max_second, pool=pools[domain])  # fmt: skip
+
+    for d in range(days - 1, -1, -1):
+        day = today - timedelta(days=d)
+        buf.clear()
+        left = n - produced
+        if d:
+            one_day(day, 86399, left / per_visitor * weights[d] / sum(weights[: d + 1]))
+        else:
+            max_second = min(int((now - day).total_seconds()) - 1, 86399)
+            for _ in range(20):  # a few rounds reach the rest unless the day has barely begun
+                if len(buf) >= left or max_second < 0:
+                    break
+                one_day(day, max_second, (left - len(buf)) / per_visitor / max(today_share, 1e-6) * 1.05 + 1)
+            if len(buf) > left:
+                buf[:] = rng.sample(buf, left)
         # Sites and sessions interleave within a day the way arrivals would: store in time order.
         buf.sort(key=_line_time)
         for line in buf:
@@ -279,6 +297,14 @@ def generate_lines(n: int, site_ids: dict, *, seed: int = 1, now: datetime | Non
                 return
             produced += 1
             yield line
+
+
+def _share_of_day(elapsed: timedelta) -> float:
+    """The expected share of a day's events before ``elapsed`` into it (visits start by HOUR_WEIGHTS)."""
+    hours = elapsed.total_seconds() / 3600
+    whole = int(hours)
+    done = sum(HOUR_WEIGHTS[:whole]) + (HOUR_WEIGHTS[whole] * (hours - whole) if whole < 24 else 0)
+    return done / sum(HOUR_WEIGHTS)
 
 
 def _line_time(line: str) -> str:
@@ -406,10 +432,23 @@ def load(n: int, *, reset: bool = False, seed: int = 1, migrate: bool = True, ve
         call_command("migrate", interactive=False, verbosity=0)
     site_ids, raw = ensure_sites(reset)
     started = time.perf_counter()
-    lines = generate_lines(n, site_ids, seed=seed)
-    count = copy_postgres(lines, rebuild_indexes=n >= 500_000) if connection.vendor == "postgresql" else insert_sqlite(lines)
+    with Progress("generate", total=n, unit="event", enabled=verbosity > 0) as progress:
+        lines = _counted(generate_lines(n, site_ids, seed=seed), progress)
+        count = copy_postgres(lines, rebuild_indexes=n >= 500_000) if connection.vendor == "postgresql" else insert_sqlite(lines)
     elapsed = time.perf_counter() - started
     return count, elapsed, raw, site_ids
+
+
+def _counted(lines, progress, step=10_000):
+    """``lines`` as they are, telling ``progress`` every ``step`` lines."""
+    n = 0
+    for line in lines:
+        yield line
+        n += 1
+        if n == step:
+            progress.update(n)
+            n = 0
+    progress.update(n)
 
 
 def rebuild_rollups(verbosity=1):

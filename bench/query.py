@@ -1,4 +1,4 @@
-"""Query benchmark over HTTP: five analytics questions at N = 1M and N = 10M, plus freshness.
+"""Query benchmark over HTTP: eight analytics questions at N = 1M and N = 10M, plus freshness.
 
     python -m bench query [--dbs bench_1m,bench_10m] [--runs 40] [--rounds 4] [--server gunicorn] [--workers 2]
 
@@ -15,11 +15,14 @@ site's timezone, relative to today):
 - pages:    30 days, breakdown=page&limit=10
 - sources:  30 days, breakdown=source, filters=country==DE
 - plans:    30 days, breakdown=metadata.plan, filters=event_name==signup, metrics=events
+- today:    today by hour with visits and bounce rate, today's top 10 pages, and the last 24
+            hours by hour (``hours=24``): the current hours are not rolled up yet, so these read
+            raw events beside the rollups, as a dashboard opened now does
 
 Freshness: posts an event with a unique name, then polls the analytics API (filtered on
 that name, today) until it is counted, printing the delay.
-Targets (issue 4, N = 10M): totals and series p95 ≤ 50 ms; breakdowns and filtered
-queries p95 ≤ 150 ms; p95(10M)/p95(1M) ≤ 1.5; freshness ≤ 1 s.
+Targets (issue 4, N = 10M): totals and series p95 ≤ 50 ms; breakdowns, filtered and
+today's queries p95 ≤ 150 ms; p95(10M)/p95(1M) ≤ 1.5; freshness ≤ 1 s.
 """
 
 import argparse
@@ -44,14 +47,20 @@ QUERIES = [  # name, days, params, p95 target (s)
      {"metrics": "unique_visitors,page_views", "breakdown": "source", "filters": "country==DE"}, 0.150),
     ("metadata.plan of signup", 30,
      {"metrics": "events,unique_visitors", "breakdown": "metadata.plan", "filters": "event_name==signup"}, 0.150),
+    # What a dashboard opens first: the current day, whose latest hours are read from raw events.
+    ("today by hour", 1, {"metrics": "page_views,unique_visitors,visits,bounce_rate", "interval": "hour"}, 0.150),
+    ("today top 10 pages", 1, {"metrics": "page_views,unique_visitors", "breakdown": "page", "limit": "10"}, 0.150),
+    ("last 24 hours by hour", None, {"metrics": "page_views,unique_visitors,visits", "interval": "hour", "hours": "24"}, 0.150),
 ]  # fmt: skip
 TARGET_GROWTH = 1.5
 TARGET_FRESHNESS = 1.0
 MAIN_SITE = "bench.example.com"
 
 
-def query_path(days: int, params: dict, today) -> str:
-    full = {"start_date": (today - timedelta(days=days - 1)).isoformat(), "end_date": today.isoformat(), **params}
+def query_path(days: int | None, params: dict, today) -> str:
+    """The request of ``days`` days up to ``today``, or of ``params``' own ``hours`` (days None)."""
+    full = dict(params) if days is None else {
+        "start_date": (today - timedelta(days=days - 1)).isoformat(), "end_date": today.isoformat(), **params}  # fmt: skip
     return "/api/v1/analytics?" + urllib.parse.urlencode(full)
 
 

@@ -353,3 +353,20 @@ def test_ids_reserved_for_a_batch_hold_back_the_settled_id_until_it_ends(cast):
     assert seen["top"] is None  # it waited for the reserving transaction (and gave up)
     assert len(ids) == 2 and ids[0] < ids[1]
     assert storage.settled_event_id(0.3) is not None  # that transaction is over
+
+
+def test_a_rebuild_logs_its_progress_when_not_on_a_terminal(cast, capsys, monkeypatch):
+    from infinity import progress
+
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)  # a line per bucket instead of one every few seconds
+    for day in range(3):
+        _visit(cast.site, DAY + timedelta(days=day, hours=9), 1, 11 + day, ["/"])
+    call_command("rebuild_rollups", "--jobs", "1")
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if " rollups: " in line]
+    assert lines and all("buckets/s" in line for line in lines), err
+    assert any(" left" in line for line in lines)  # time left while buckets remain
+    built = RolledBucket.objects.filter(site=cast.site).count()
+    assert f"{built:,}/{built:,} buckets (100.0 %)" in lines[-1]
+    call_command("rebuild_rollups", "--jobs", "1", verbosity=0)
+    assert " rollups: " not in capsys.readouterr().err

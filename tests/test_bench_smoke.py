@@ -18,7 +18,7 @@ from tests.servers import database_url
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-DOCUMENTED = {"generate", "query", "ingest", "batch"}  # docs/performance.md
+DOCUMENTED = {"generate", "query", "rollup", "ingest", "batch"}  # docs/performance.md
 TIMEOUT = 120  # seconds: a command that does not stop by then has hung
 
 
@@ -67,6 +67,19 @@ def test_generate_then_query_on_a_tiny_database():
     assert_ran(bench("generate", "-n", "200", "--db", url, "--no-rollups"))
     assert Event.objects.exists()
     assert_ran(bench("query", "--dbs", url, "--runs", "2", "--rounds", "1", "--only", "totals", "--no-rollup", "--workers", "1"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rollup_times_the_rebuild_beside_the_plain_statement():
+    from analytics.models import RolledBucket
+
+    if connection.vendor != "postgresql":
+        pytest.skip("bench rollup compares with a PostgreSQL GROUPING SETS statement")
+    url = database_url()
+    assert_ran(bench("generate", "-n", "300", "--db", url, "--no-rollups"))
+    result = bench("rollup", "--db", url, "--jobs", "1")
+    assert_ran(result)
+    assert "events/s" in result.stdout and RolledBucket.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

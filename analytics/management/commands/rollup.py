@@ -12,6 +12,7 @@ from django.db import connections
 
 from accounts.models import Site
 from analytics import rollups
+from infinity.progress import Progress
 
 logger = logging.getLogger("analytics.rollup")
 
@@ -47,8 +48,9 @@ class Command(BaseCommand):
             target = Site.objects.filter(domain=site).first()
             if target is None:
                 raise CommandError(f"No site with domain {site!r}")
-        if every is None:
-            self._run(rollups.rebuild if rebuild else rollups.refresh, target, jobs, verbosity)
+        if every is None:  # a one-off run, maybe minutes long: show its progress
+            with Progress("rollups", unit="bucket", enabled=verbosity > 0) as progress:
+                self._run(rollups.rebuild if rebuild else rollups.refresh, target, jobs, verbosity, progress)
             return
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
@@ -67,8 +69,8 @@ class Command(BaseCommand):
                 break
             stop.wait(max(0.0, every - (time.monotonic() - started)))
 
-    def _run(self, run, target, jobs, verbosity):
+    def _run(self, run, target, jobs, verbosity, progress=None):
         started = time.perf_counter()
-        built = run(site=target, verbosity=verbosity - 1, jobs=jobs)
+        built = run(site=target, verbosity=verbosity - 1, jobs=jobs, progress=progress)
         if verbosity:
             self.stdout.write(f"{built} buckets rolled up in {time.perf_counter() - started:.1f} s")
