@@ -26,7 +26,7 @@ import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
-from .models import Event
+from .models import Event, IdempotencyKey
 from .sessions import SESSION_GAP, micros
 
 logger = logging.getLogger("events.storage")
@@ -364,3 +364,129 @@ def backend() -> PostgreSQL | SQLite:
     if store is None:
         raise ImproperlyConfigured(f"events cannot be stored in {connection.vendor}: PostgreSQL or SQLite")
     return store
+
+
+# --- idempotency keys (events.idempotency) ------------------------------------------------
+
+
+def claim_keys(claims: list[tuple[int, str, str, int | None]], *, now, expired_before) -> dict[tuple[int, str], int]:
+    """Inside a transaction: insert each (site id, key, body hash, event id or None) unless the
+    site already holds the key since ``expired_before``; {(site id, key): key row id} of those
+    inserted. A duplicate held by a concurrent transaction waits for its end (the unique index);
+    callers pass each (site, key) once, sorted, so two transactions never wait for each other."""
+    qn = connection.ops.quote_name
+    table = qn(IdempotencyKey._meta.db_table)
+    columns = "site_id, " + qn("key") + ", body_hash, event_id, created_at"
+    upsert = (
+        f" ON CONFLICT (site_id, {qn('key')}) DO UPDATE SET body_hash = excluded.body_hash, event_id = excluded.event_id,"
+        f" created_at = excluded.created_at WHERE {table}.created_at < %s RETURNING id, site_id, {qn('key')}"
+    )
+    if connection.vendor == "postgresql":
+        sql = (
+            f"INSERT INTO {table} ({columns}) SELECT c.site_id, c.key, c.body_hash, c.event_id, %s"
+            " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) AS c(site_id, key, body_hash, event_id)" + upsert
+        )
+        params = [now, *(list(column) for column in zip(*claims, strict=True)), expired_before]
+        with backend()._cursor(sql) as cur:
+            cur.execute(sql, params, prepare=True)
+            rows = cur.fetchall()
+    else:
+        adapt = connection.ops.adapt_datetimefield_value
+        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(claims))
+        params = [value for claim in claims for value in (*claim, adapt(now))] + [adapt(expired_before)]
+        with connection.cursor() as cur:
+            cur.execute(f"INSERT INTO {table} ({columns}) VALUES {values}" + upsert, params)
+            rows = cur.fetchall()
+    return {(site_id, key): row_id for row_id, site_id, key in rows}
+
+
+def set_key_events(pairs: list[tuple[int, int]]) -> None:
+    """Inside the claiming transaction: (key row id, event id) for keys claimed before their
+    events had ids (a batch)."""
+    table = connection.ops.quote_name(IdempotencyKey._meta.db_table)
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute(
+                f"UPDATE {table} SET event_id = p.event_id FROM unnest(%s::bigint[], %s::bigint[]) AS p(id, event_id)"
+                f" WHERE {table}.id = p.id",
+                [list(column) for column in zip(*pairs, strict=True)],
+            )
+        else:
+            cur.executemany(f"UPDATE {table} SET event_id = %s WHERE id = %s", [(event, row) for row, event in pairs])
+
+
+# --- export (events.export) and import (events.importers) ---------------------------------
+
+EXPORT_PAGE = 5000
+
+
+def stream_events(site_id: int, window: tuple | None, fields: tuple[str, ...]):
+    """The site's events with ``window[0] <= occurred_at < window[1]`` (all for None) as tuples
+    of ``fields``, in (occurred_at, id) order, in constant memory. PostgreSQL: one server-side
+    cursor in one transaction, so one snapshot. SQLite: pages by keyset, each its own read, so
+    no read transaction holds back the WAL's checkpoints while a slow client downloads."""
+    rows = Event.objects.filter(site_id=site_id)
+    if window is not None:
+        rows = rows.filter(occurred_at__gte=window[0], occurred_at__lt=window[1])
+    if connection.vendor == "postgresql":
+        with transaction.atomic():  # a cursor WITHOUT HOLD: in autocommit Django's would be materialized first
+            yield from rows.order_by("occurred_at", "id").values_list(*fields).iterator(chunk_size=EXPORT_PAGE)
+        return
+    page = rows
+    while True:
+        found = list(page.order_by("occurred_at", "id").values_list("occurred_at", "id", *fields)[:EXPORT_PAGE])
+        for row in found:
+            yield row[2:]
+        if len(found) < EXPORT_PAGE:
+            return
+        at, last = found[-1][:2]
+        # The lower bound moves with the page, so the (site, occurred_at) index starts there.
+        page = rows.filter(occurred_at__gte=at).exclude(occurred_at=at, id__lte=last)
+
+
+IMPORT_TABLE = "events_import"
+# An imported row is already stored when the site holds as many rows equal in these.
+IMPORT_IDENTITY = ("occurred_at", "received_at", "kind", "name", "visitor", "session", "path")
+
+
+def import_rows(rows: list[dict]) -> int:
+    """Store rows (every Event field but the id; one site) that the site does not hold yet, in one
+    transaction; how many were new. The rows go into a scratch table (COPY on PostgreSQL), and
+    one INSERT takes those of which the site holds fewer equal rows (``IMPORT_IDENTITY``) than
+    the chunk does; they get new ids from the table's sequence."""
+    if not rows:
+        return 0
+    qn = connection.ops.quote_name
+    fields = [f.column for f in _concrete_fields()]
+    names = ", ".join(qn(c) for c in fields)
+    postgres = connection.vendor == "postgresql"
+    same = " IS NOT DISTINCT FROM " if postgres else " IS "
+    matches = " AND ".join(f"e.{qn(c)}{same}i.{qn(c)}" for c in IMPORT_IDENTITY)
+    insert = (
+        f"INSERT INTO {qn(TABLE)} ({names}) SELECT {', '.join(f'i.{qn(c)}' for c in fields)} FROM ("
+        f"SELECT s.*, row_number() OVER (PARTITION BY {', '.join(f's.{qn(c)}' for c in IMPORT_IDENTITY)}) AS copy_number"
+        f" FROM {IMPORT_TABLE} s) i WHERE i.copy_number > (SELECT count(*) FROM {qn(TABLE)} e"
+        f" WHERE e.site_id = %s AND {matches}) ORDER BY i.occurred_at"
+    )
+    site_id = rows[0]["site_id"]
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            if postgres:
+                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} ON COMMIT DELETE ROWS AS"
+                            f" SELECT {names} FROM {qn(TABLE)} WITH NO DATA")  # fmt: skip
+                with cur.cursor.copy(f"COPY {IMPORT_TABLE} ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row([json.dumps(row[c], ensure_ascii=False) if c == "metadata" else row[c] for c in fields])
+            else:
+                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} AS SELECT {names} FROM {qn(TABLE)} WHERE 0")
+                cur.execute(f"DELETE FROM {IMPORT_TABLE}")
+                adapt = connection.ops.adapt_datetimefield_value
+                encode = Event._meta.get_field("metadata").get_prep_value
+                values = [
+                    [adapt(row[c]) if c in ("occurred_at", "received_at") else encode(row[c]) if c == "metadata" else row[c]
+                     for c in fields]
+                    for row in rows
+                ]  # fmt: skip
+                cur.executemany(f"INSERT INTO {IMPORT_TABLE} ({names}) VALUES ({', '.join(['%s'] * len(fields))})", values)
+            cur.execute(insert, [site_id])
+            return cur.rowcount
