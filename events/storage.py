@@ -474,6 +474,7 @@ def import_rows(rows: list[dict]) -> int:
             if postgres:
                 cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} ON COMMIT DELETE ROWS AS"
                             f" SELECT {names} FROM {qn(TABLE)} WITH NO DATA")  # fmt: skip
+                cur.execute(f"TRUNCATE {IMPORT_TABLE}")  # empty already, unless an outer transaction holds the last chunk
                 with cur.cursor.copy(f"COPY {IMPORT_TABLE} ({names}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row([json.dumps(row[c], ensure_ascii=False) if c == "metadata" else row[c] for c in fields])
@@ -481,7 +482,8 @@ def import_rows(rows: list[dict]) -> int:
                 cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} AS SELECT {names} FROM {qn(TABLE)} WHERE 0")
                 cur.execute(f"DELETE FROM {IMPORT_TABLE}")
                 adapt = connection.ops.adapt_datetimefield_value
-                encode = Event._meta.get_field("metadata").get_prep_value
+                metadata = Event._meta.get_field("metadata")
+                encode = lambda value: metadata.get_db_prep_value(value, connection)  # noqa: E731  (the stored JSON text)
                 values = [
                     [adapt(row[c]) if c in ("occurred_at", "received_at") else encode(row[c]) if c == "metadata" else row[c]
                      for c in fields]
