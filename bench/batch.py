@@ -16,8 +16,10 @@ server's, PostgreSQL's and Redis's processes (``bench/cpu.py``) and the load cli
 the endpoint's slices; this process (encoding and sending, the rows built before) and
 PostgreSQL's during the COPYs.
 
-With ``--keys`` every item carries an ``idempotency_key`` unique across the run (never a
-replay): the ratio then prices the keys against the same raw COPY.
+With ``--keys`` a second side takes its slices in turn with the first on the same server: the
+same batches with an ``idempotency_key`` on every item, unique across the run (never a replay),
+each slice followed by its own COPY; both ratios are printed, and the keyed side's events/s
+as a share of the unkeyed one's.
 
 With ``--baseline DIR`` a server started from the checkout in DIR (with its own ``.venv``, the
 same database and arguments) takes its slices in turn with this one's, each followed by its
@@ -204,19 +206,18 @@ def main(argv=None):
     baseline_key = key_from_checkout(baseline_root, SITE) if baseline_root else None
     run = f"bench-batch-{uuid.uuid4().hex[:10]}"
     items = make_items(random.Random(4), args.size * 40, run, datetime.now(UTC))
-    if args.keys:
-        for i, item in enumerate(items):
-            item["idempotency_key"] = f"{run}-{i}-{KEY_PLACEHOLDER.decode()}"
     bodies = [json.dumps({"events": items[i : i + args.size]}).encode() for i in range(0, len(items), args.size)]
+    keyed = [{**item, "idempotency_key": f"{run}-{i}-{KEY_PLACEHOLDER.decode()}"} for i, item in enumerate(items)]
+    keyed_bodies = [json.dumps({"events": keyed[i : i + args.size]}).encode() for i in range(0, len(keyed), args.size)]
 
-    def requests(key):
+    def requests(key, bodies=bodies):
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         return [build_request("POST", "/api/v1/events/batch", "127.0.0.1", headers, body) for body in bodies]
 
     print(f"machine: {machine()}")
     print(f"server: {args.server}, {args.workers} workers; PostgreSQL {connection.settings_dict['NAME']}; "
           f"{args.connections} connections x {args.duration:.0f} s; {args.size} items per batch "
-          f"(~{len(bodies[0]) // 1024} KB){'; an idempotency_key on every item' if args.keys else ''}")  # fmt: skip
+          f"(~{len(bodies[0]) // 1024} KB){'; beside them with an idempotency_key per item' if args.keys else ''}")  # fmt: skip
     if baseline_root:
         print(f"baseline: {baseline_root} (its own code and .venv; same database, server and arguments), in turns")
     connection.close()
@@ -224,6 +225,8 @@ def main(argv=None):
     baseline_server = running_server(**launch, root=baseline_root) if baseline_root else nullcontext()
     with running_server(**launch) as base, baseline_server as old:
         sides = [Side("this checkout", base, requests(raw_key))]
+        if args.keys:
+            sides.append(Side("this checkout, idempotency_key on every item", base, requests(raw_key, keyed_bodies)))
         if old:
             sides.append(Side(f"baseline {baseline_root}", old, requests(baseline_key)))
         for side in sides:  # warm-up
@@ -234,8 +237,12 @@ def main(argv=None):
             for side in sides if turn % 2 == 0 else reversed(sides):
                 side.slice(site, items, connections=args.connections, duration=args.duration / args.rounds)
     verdicts = [verdict for side in sides for verdict in side.report(args.rounds)]
+    if args.keys:
+        plain, with_keys = sides[0], sides[1]
+        share = with_keys.rate / plain.rate if plain.rate else 0.0
+        print(f"with idempotency keys / without: {percent(share)} of the events/s ({with_keys.rate:,.0f} vs {plain.rate:,.0f})")
     if old:
-        new, before = sides
+        new, before = sides[0], sides[-1]
         ratio = new.rate / before.rate if before.rate else 0.0
         print(f"this checkout / baseline: {percent(ratio)} of the events/s ({new.rate:,.0f} vs {before.rate:,.0f}); "
               f"p99 per batch {ms(new.result.percentile(99))} vs {ms(before.result.percentile(99))}")  # fmt: skip

@@ -9,16 +9,18 @@ from the first one's, ``KEY_REUSED``. A key claimed more than ``KEY_LIFETIME`` a
 counts: a new claim takes its row over, and ``forget_expired_keys`` deletes such rows by their
 time index.
 
-- Single events (the group writer's rows): the events are inserted first, then their keys
-  with the new event ids; an event whose key was held already is deleted again before the
-  commit, so nobody ever sees it.
-- A batch claims its keys first and then stores only the items that won theirs, so no item's
-  session is assigned beside an event that is not kept.
+- Single events (the group writer's rows): on PostgreSQL one statement claims the keys, each
+  taking an event id, and inserts the events of the keys it won under those ids
+  (``storage.insert_claimed``); on SQLite one transaction inserts the events, claims their keys
+  and deletes the events whose key was held.
+- A batch stores its items, claims their keys with the new ids and deletes the items whose key
+  was held, in its one transaction: nobody ever sees those.
 """
 
 import hashlib
 import json
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -133,40 +135,43 @@ def _resolve(claims, leaders, followers, stored: dict[int, int], held: dict) -> 
 
 
 def store_claimed_rows(rows: list[dict], insert) -> list:
-    """The group writer's store for rows some of which carry a ``CLAIM``: in one transaction,
-    ``insert`` the rows (without their claims), claim their keys, delete the events whose key
-    was held; each row's outcome."""
+    """The group writer's store for rows some of which carry a ``CLAIM``: the unkeyed ones with
+    ``insert``, the others only if their key is free (``storage.insert_claimed``), all in one
+    transaction; each row's outcome."""
     claims = [row.get(CLAIM) for row in rows]
     leaders, followers = _first_claims(claims)
+    plain = [i for i in leaders if claims[i] is None]
+    keyed = sorted((i for i in leaders if claims[i] is not None), key=lambda i: claims[i].ident)
     now = timezone.now()
-    with transaction.atomic():
-        ids = insert([{k: v for k, v in rows[i].items() if k != CLAIM} for i in leaders])
-        event_of = dict(zip(leaders, ids, strict=True))
-        keyed = sorted((i for i in leaders if claims[i] is not None), key=lambda i: claims[i].ident)
-        won = storage.claim_keys([(*claims[i].ident, claims[i].body_hash, event_of[i]) for i in keyed],
-                                 now=now, expired_before=now - KEY_LIFETIME)  # fmt: skip
-        lost = [i for i in keyed if claims[i].ident not in won]
-        held = {}
-        if lost:
-            Event.objects.filter(pk__in=[event_of.pop(i) for i in lost]).delete()
-            held = _held([claims[i].ident for i in lost])
-    return _resolve(claims, leaders, followers, event_of, held)
+    # One statement needs no transaction of its own; two must commit together, or the group
+    # writer's retry of a failed group would store the first part again.
+    with transaction.atomic() if plain else nullcontext():
+        stored = dict(zip(plain, insert([_without_claim(rows[i]) for i in plain]) if plain else [], strict=True))
+        won = storage.insert_claimed([_without_claim(rows[i]) for i in keyed],
+                                     [(*claims[i].ident, claims[i].body_hash) for i in keyed],
+                                     now=now, expired_before=now - KEY_LIFETIME)  # fmt: skip
+    stored.update((i, won[claims[i].ident]) for i in keyed if claims[i].ident in won)
+    lost = [claims[i].ident for i in keyed if claims[i].ident not in won]
+    return _resolve(claims, leaders, followers, stored, _held(lost) if lost else {})
+
+
+def _without_claim(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != CLAIM}
 
 
 def store_batch_rows(rows: list[dict], claims: list[Claim | None], store) -> list:
-    """Inside the batch's transaction: claim the items' keys, ``store(rows)`` those that are
-    unkeyed or won their key (→ their event ids), and record those ids with the keys; each
-    item's outcome."""
+    """Inside the batch's transaction: ``store(rows)`` the items that are unkeyed or the first
+    with their key (→ their event ids), claim those keys with those ids, and delete again the
+    events whose key was held; each item's outcome."""
     leaders, followers = _first_claims(claims)
-    now = timezone.now()
+    stored = dict(zip(leaders, store([rows[i] for i in leaders]), strict=True))
     keyed = sorted((i for i in leaders if claims[i] is not None), key=lambda i: claims[i].ident)
-    won = storage.claim_keys([(*claims[i].ident, claims[i].body_hash, None) for i in keyed],
-                             now=now, expired_before=now - KEY_LIFETIME) if keyed else {}  # fmt: skip
-    lost = {i for i in keyed if claims[i].ident not in won}
-    kept = [i for i in leaders if i not in lost]
-    stored = dict(zip(kept, store([rows[i] for i in kept]) if kept else [], strict=True))
-    if won:
-        storage.set_key_events([(won[claims[i].ident], stored[i]) for i in keyed if i not in lost])
+    now = timezone.now()
+    won = storage.claim_keys([(*claims[i].ident, claims[i].body_hash, stored[i]) for i in keyed],
+                             now=now, expired_before=now - KEY_LIFETIME) if keyed else set()  # fmt: skip
+    lost = [i for i in keyed if claims[i].ident not in won]
+    if lost:
+        Event.objects.filter(pk__in=[stored.pop(i) for i in lost]).delete()
     held = _held([claims[i].ident for i in lost]) if lost else {}
     return _resolve(claims, leaders, followers, stored, held)
 

@@ -369,50 +369,100 @@ def backend() -> PostgreSQL | SQLite:
 # --- idempotency keys (events.idempotency) ------------------------------------------------
 
 
-def claim_keys(claims: list[tuple[int, str, str, int | None]], *, now, expired_before) -> dict[tuple[int, str], int]:
-    """Inside a transaction: insert each (site id, key, body hash, event id or None) unless the
-    site already holds the key since ``expired_before``; {(site id, key): key row id} of those
-    inserted. A duplicate held by a concurrent transaction waits for its end (the unique index);
-    callers pass each (site, key) once, sorted, so two transactions never wait for each other."""
+def claim_keys(claims: list[tuple[int, str, str, int]], *, now, expired_before) -> set[tuple[int, str]]:
+    """Inside the transaction that stored the events: insert each (site id, key, body hash, event
+    id) unless the site holds the key since ``expired_before``; the (site id, key) inserted. A
+    key held by a concurrent transaction waits for its end (the primary key); callers pass each
+    (site, key) once and sorted, so two transactions never wait for each other."""
     qn = connection.ops.quote_name
     table = qn(IdempotencyKey._meta.db_table)
-    columns = "site_id, " + qn("key") + ", body_hash, event_id, created_at"
-    upsert = (
-        f" ON CONFLICT (site_id, {qn('key')}) DO UPDATE SET body_hash = excluded.body_hash, event_id = excluded.event_id,"
-        f" created_at = excluded.created_at WHERE {table}.created_at < %s RETURNING id, site_id, {qn('key')}"
-    )
     if connection.vendor == "postgresql":
         sql = (
-            f"INSERT INTO {table} ({columns}) SELECT c.site_id, c.key, c.body_hash, c.event_id, %s"
-            " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) AS c(site_id, key, body_hash, event_id)" + upsert
+            f"INSERT INTO {table} (site_id, {qn('key')}, body_hash, event_id, created_at)"
+            " SELECT c.site_id, c.key, c.body_hash, c.event_id, %s"
+            " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) AS c(site_id, key, body_hash, event_id)"
+            + _KEY_UPSERT.format(table=table, key=qn("key"))
         )
         params = [now, *(list(column) for column in zip(*claims, strict=True)), expired_before]
         with backend()._cursor(sql) as cur:
             cur.execute(sql, params, prepare=True)
-            rows = cur.fetchall()
-    else:
-        adapt = connection.ops.adapt_datetimefield_value
-        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(claims))
-        params = [value for claim in claims for value in (*claim, adapt(now))] + [adapt(expired_before)]
-        with connection.cursor() as cur:
-            cur.execute(f"INSERT INTO {table} ({columns}) VALUES {values}" + upsert, params)
-            rows = cur.fetchall()
-    return {(site_id, key): row_id for row_id, site_id, key in rows}
-
-
-def set_key_events(pairs: list[tuple[int, int]]) -> None:
-    """Inside the claiming transaction: (key row id, event id) for keys claimed before their
-    events had ids (a batch)."""
-    table = connection.ops.quote_name(IdempotencyKey._meta.db_table)
+            return {(site_id, key) for site_id, key, _ in cur.fetchall()}
+    adapt = connection.ops.adapt_datetimefield_value
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(claims))
+    params = [value for claim in claims for value in (*claim, adapt(now))] + [adapt(expired_before)]
     with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
-            cur.execute(
-                f"UPDATE {table} SET event_id = p.event_id FROM unnest(%s::bigint[], %s::bigint[]) AS p(id, event_id)"
-                f" WHERE {table}.id = p.id",
-                [list(column) for column in zip(*pairs, strict=True)],
-            )
-        else:
-            cur.executemany(f"UPDATE {table} SET event_id = %s WHERE id = %s", [(event, row) for row, event in pairs])
+        cur.execute(
+            f"INSERT INTO {table} (site_id, {qn('key')}, body_hash, event_id, created_at) VALUES {values}"
+            + _KEY_UPSERT.format(table=table, key=qn("key")),
+            params,
+        )
+        return {(site_id, key) for site_id, key, _ in cur.fetchall()}
+
+
+# A key claimed more than a day ago (the parameter) is taken over: it no longer counts.
+_KEY_UPSERT = (
+    " ON CONFLICT (site_id, {key}) DO UPDATE SET body_hash = excluded.body_hash, event_id = excluded.event_id,"
+    " created_at = excluded.created_at WHERE {table}.created_at < %s RETURNING site_id, {key}, event_id"
+)
+
+
+def insert_claimed(rows: list[dict], claims: list[tuple[int, str, str]], *, now, expired_before) -> dict:
+    """Single events (``insert``'s rows, without ``earlier_visitor``), each with its claim (site
+    id, key, body hash), one per (site, key), sorted: store those whose key is free (or expired)
+    with their keys, atomically; {(site id, key): event id} of those stored.
+
+    PostgreSQL: one statement, as cheap as ``insert``'s: the key rows are inserted first, each
+    taking its event's id from the sequence, and only the events of the keys inserted follow,
+    under those ids. SQLite: the events, then their keys, then the events whose key was held are
+    deleted again, in one transaction."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            ids = backend().insert(rows)
+            won = claim_keys([(*claim, event_id) for claim, event_id in zip(claims, ids, strict=True)],
+                             now=now, expired_before=expired_before)  # fmt: skip
+            lost = [event_id for claim, event_id in zip(claims, ids, strict=True) if claim[:2] not in won]
+            if lost:
+                Event.objects.filter(pk__in=lost).delete()
+        return {claim[:2]: event_id for claim, event_id in zip(claims, ids, strict=True) if claim[:2] in won}
+    sql = _claimed_insert_sql()
+    payload = [{**row, "occurred_at": _isoformat(row["occurred_at"]), "received_at": _isoformat(row["received_at"]),
+                "idempotency_key": claim[1]} for row, claim in zip(rows, claims, strict=True)]  # fmt: skip
+    sites, keys, hashes = (list(column) for column in zip(*claims, strict=True))
+    params = [now, sites, keys, hashes, expired_before, json.dumps(payload, ensure_ascii=False, check_circular=False)]
+    with backend()._cursor(sql) as cur:
+        cur.execute(sql, params, prepare=True)
+        stored = {(site_id, key): event_id for site_id, key, event_id in cur.fetchall()}
+    backend().statistics.note_stored(len(stored))
+    return stored
+
+
+@lru_cache(maxsize=1)
+def _claimed_insert_sql() -> str:
+    """``insert``'s statement (``PostgreSQL.insert_sql(earlier=False)``) behind the claim of its
+    rows' keys, each row stored under the event id its claim took, or not at all."""
+    qn = connection.ops.quote_name
+    fields = _concrete_fields()
+    sequence = backend().copy_plan()[2]
+    defaults = {f.column: f.default for f in fields if f.has_default() and not callable(f.default)}
+    base = f"json_populate_record(NULL::{qn(TABLE)}, '{json.dumps(defaults).replace(chr(39), chr(39) * 2)}'::json)"
+    gap = PostgreSQL.GAP
+    lookup = latest_session_sql(site="b.site_id", visitor="b.visitor", columns="e.session",
+                                low=f"b.occurred_at - {gap}", high=f"b.occurred_at + {gap}")  # fmt: skip
+    columns = [f"COALESCE(({lookup}), b.session)" if f.column == "session" else f"b.{qn(f.column)}" for f in fields]
+    keys = qn(IdempotencyKey._meta.db_table)
+    return (
+        f"WITH claimed AS (INSERT INTO {keys} (site_id, {qn('key')}, body_hash, event_id, created_at)"
+        f" SELECT c.site_id, c.key, c.body_hash, nextval('{sequence}'), %s"
+        " FROM unnest(%s::bigint[], %s::text[], %s::text[]) WITH ORDINALITY AS c(site_id, key, body_hash, n) ORDER BY c.n"
+        + _KEY_UPSERT.format(table=keys, key=qn("key"))
+        + f"), stored AS (INSERT INTO {qn(TABLE)} (id, {', '.join(qn(f.column) for f in fields)})"
+        f" SELECT c.event_id, {', '.join(columns)}"
+        f" FROM json_array_elements(%s::json) WITH ORDINALITY AS j(doc, ordinality)"
+        f" CROSS JOIN LATERAL json_populate_record({base}, j.doc) AS b"
+        f" JOIN claimed c ON c.site_id = b.site_id AND c.{qn('key')} = j.doc->>'idempotency_key'"
+        f" ORDER BY j.ordinality RETURNING id)"
+        f" SELECT c.site_id, c.{qn('key')}, c.event_id FROM claimed c"
+    )
 
 
 # --- export (events.export) and import (events.importers) ---------------------------------
