@@ -6,7 +6,7 @@ from datetime import date
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
 from accounts.models import SCOPE_DATA_MANAGE
@@ -48,7 +48,7 @@ def export_params(params) -> tuple[date, date, str]:
 _ERRORS = {s: r for s, r in ERROR_RESPONSES.items() if s not in (413, 415)}
 
 
-@extend_schema(
+@extend_schema_view(get=extend_schema(
     operation_id="export_events",
     summary="Export Raw Events",
     description=(
@@ -71,7 +71,7 @@ _ERRORS = {s: r for s, r in ERROR_RESPONSES.items() if s not in (413, 415)}
         **_ERRORS,
     },
     tags=["Data rights"],
-)
+))  # fmt: skip
 class ExportView(ApiView):
     permission_classes = [HasScope(SCOPE_DATA_MANAGE)]
     throttle_classes = [AnalyticsThrottle]
