@@ -1,4 +1,4 @@
-"""``python -m bench generate|query|rollup|ingest|batch|counters|dashboard …`` — see each module's docstring."""
+"""``python -m bench generate|query|rollup|ingest|batch|counters|dashboard|export …`` — see each module's docstring."""
 
 import importlib
 import signal
@@ -12,6 +12,7 @@ COMMANDS = {
     "batch": "bench.batch",
     "counters": "bench.counters",
     "dashboard": "bench.dashboard",
+    "export": "bench.export",
 }
 
 

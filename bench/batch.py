@@ -2,7 +2,7 @@
 
     python -m bench batch [--db bench_ingest] [--duration 20] [--connections 4] [--size 500]
                           [--server gunicorn:gthread] [--workers 2] [--threads 8] [--rounds 3]
-                          [--baseline DIR]
+                          [--baseline DIR] [--keys]
 
 Builds batches of ``--size`` items (90 % custom events with metadata, 10 % purchases, 5,000
 visitors, timestamps within the last hour), posts them for ``--duration`` seconds from
@@ -16,6 +16,11 @@ server's, PostgreSQL's and Redis's processes (``bench/cpu.py``) and the load cli
 the endpoint's slices; this process (encoding and sending, the rows built before) and
 PostgreSQL's during the COPYs.
 
+With ``--keys`` a second side takes its slices in turn with the first on the same server: the
+same batches with an ``idempotency_key`` on every item, unique across the run (never a replay),
+each slice followed by its own COPY; both ratios are printed, and the keyed side's events/s
+as a share of the unkeyed one's.
+
 With ``--baseline DIR`` a server started from the checkout in DIR (with its own ``.venv``, the
 same database and arguments) takes its slices in turn with this one's, each followed by its
 COPY; both are reported, and this checkout's events/s as a share of the baseline's (target
@@ -23,6 +28,7 @@ COPY; both are reported, and this checkout's events/s as a share of the baseline
 """
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -97,11 +103,27 @@ def accepted_items(result) -> int:
     return sum(json.loads(body)["accepted"] for body in result.bodies if body.startswith(b'{"success"'))
 
 
+KEY_PLACEHOLDER = b"#" * 12
+
+
+def numbered(requests: list):
+    """Requests in turn, each placeholder of an idempotency key replaced by the request's number
+    in the whole run (slices restart ``seq``): no key is ever sent twice."""
+    sent = itertools.count()
+
+    def make(seq):
+        n = next(sent)
+        return requests[n % len(requests)].replace(KEY_PLACEHOLDER, b"%012d" % n)
+
+    return make
+
+
 class Side:
     """One server's share of the run: its endpoint slices and the COPYs of as many rows."""
 
     def __init__(self, label: str, base: str, requests: list):
         self.label, self.base, self.requests = label, base, requests
+        self.make = numbered(requests)
         self.result, self.stored, self.copy_seconds, self.copy_client = LoadResult(), 0, 0.0, 0.0
         self.endpoint_cpu, self.copy_cpu = dict.fromkeys(cpu.GROUPS, 0.0), dict.fromkeys(cpu.GROUPS, 0.0)
 
@@ -114,8 +136,7 @@ class Side:
         before = Event.objects.filter(site=site).count()
         cpu.close_and_reap(connection)  # the last COPY's backend, out of this slice's count
         snap = cpu.snapshot(self.base)
-        part = run_load(self.base, lambda seq: self.requests[seq % len(self.requests)], connections=connections,
-                        duration=duration, keep_bodies=True)  # fmt: skip
+        part = run_load(self.base, self.make, connections=connections, duration=duration, keep_bodies=True)
         cpu.add_used(self.endpoint_cpu, snap, cpu.snapshot(self.base))
         self.stored += Event.objects.filter(site=site).count() - before
         snap = cpu.snapshot(self.base)
@@ -172,6 +193,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="slices of the endpoint, each followed by its COPY")
     parser.add_argument("--baseline", metavar="DIR", help="also drive a server of the checkout in DIR, in turns with this one")
+    parser.add_argument("--keys", action="store_true", help="an idempotency_key on every item, unique across the run")
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.connections <= 64 or not 0 < args.size <= 500 or not 1 <= args.rounds <= 30:
         raise SystemExit("--duration in (0, 600], --connections in (0, 64], --size in (0, 500], --rounds in [1, 30]")
@@ -185,15 +207,17 @@ def main(argv=None):
     run = f"bench-batch-{uuid.uuid4().hex[:10]}"
     items = make_items(random.Random(4), args.size * 40, run, datetime.now(UTC))
     bodies = [json.dumps({"events": items[i : i + args.size]}).encode() for i in range(0, len(items), args.size)]
+    keyed = [{**item, "idempotency_key": f"{run}-{i}-{KEY_PLACEHOLDER.decode()}"} for i, item in enumerate(items)]
+    keyed_bodies = [json.dumps({"events": keyed[i : i + args.size]}).encode() for i in range(0, len(keyed), args.size)]
 
-    def requests(key):
+    def requests(key, bodies=bodies):
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         return [build_request("POST", "/api/v1/events/batch", "127.0.0.1", headers, body) for body in bodies]
 
     print(f"machine: {machine()}")
     print(f"server: {args.server}, {args.workers} workers; PostgreSQL {connection.settings_dict['NAME']}; "
           f"{args.connections} connections x {args.duration:.0f} s; {args.size} items per batch "
-          f"(~{len(bodies[0]) // 1024} KB)")  # fmt: skip
+          f"(~{len(bodies[0]) // 1024} KB){'; beside them with an idempotency_key per item' if args.keys else ''}")  # fmt: skip
     if baseline_root:
         print(f"baseline: {baseline_root} (its own code and .venv; same database, server and arguments), in turns")
     connection.close()
@@ -201,19 +225,24 @@ def main(argv=None):
     baseline_server = running_server(**launch, root=baseline_root) if baseline_root else nullcontext()
     with running_server(**launch) as base, baseline_server as old:
         sides = [Side("this checkout", base, requests(raw_key))]
+        if args.keys:
+            sides.append(Side("this checkout, idempotency_key on every item", base, requests(raw_key, keyed_bodies)))
         if old:
             sides.append(Side(f"baseline {baseline_root}", old, requests(baseline_key)))
         for side in sides:  # warm-up
-            run_load(side.base, lambda seq, side=side: side.requests[seq % len(side.requests)], connections=args.connections,
-                     duration=2)  # fmt: skip
+            run_load(side.base, side.make, connections=args.connections, duration=2)
         # In turns, every other round in reverse order: each slice followed by a COPY of as many
         # rows, so that every side of every ratio shares the same stretch of a drifting machine.
         for turn in range(args.rounds):
             for side in sides if turn % 2 == 0 else reversed(sides):
                 side.slice(site, items, connections=args.connections, duration=args.duration / args.rounds)
     verdicts = [verdict for side in sides for verdict in side.report(args.rounds)]
+    if args.keys:
+        plain, with_keys = sides[0], sides[1]
+        share = with_keys.rate / plain.rate if plain.rate else 0.0
+        print(f"with idempotency keys / without: {percent(share)} of the events/s ({with_keys.rate:,.0f} vs {plain.rate:,.0f})")
     if old:
-        new, before = sides
+        new, before = sides[0], sides[-1]
         ratio = new.rate / before.rate if before.rate else 0.0
         print(f"this checkout / baseline: {percent(ratio)} of the events/s ({new.rate:,.0f} vs {before.rate:,.0f}); "
               f"p99 per batch {ms(new.result.percentile(99))} vs {ms(before.result.percentile(99))}")  # fmt: skip

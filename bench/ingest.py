@@ -2,7 +2,7 @@
 
     python -m bench ingest [--db bench_ingest] [--duration 30] [--connections 32] [--rounds 3]
                            [--server gunicorn:gthread|gunicorn|granian] [--workers 2] [--threads 8]
-                           [--baseline DIR] [--no-bare] [--no-wrk] [--lean] [--parts]
+                           [--baseline DIR] [--no-bare] [--no-wrk] [--lean] [--parts] [--idempotency]
 
 Starts the app (PostgreSQL from ``--db``/DATABASE_URL, Redis throttles from REDIS_URL, default
 redis://127.0.0.1:6379/0, the events limit raised for the run), warms it up, then drives
@@ -15,7 +15,9 @@ redis://127.0.0.1:6379/0, the events limit raised for the run), warms it up, the
   (``--no-bare`` leaves it out);
 - with ``--lean``, the event endpoint without DRF (``bench/urls.py``);
 - with ``--parts``, ``POST /events`` with one part of its work taken out or replaced
-  (``bench.urls.PARTS``).
+  (``bench.urls.PARTS``);
+- with ``--idempotency``, the same requests each with an ``Idempotency-Key`` of its own (never a
+  replay), and their events/s as a share of ``events``' (target ≥ 90 %).
 
 Each phase runs ``--duration`` seconds in all, as ``--rounds`` slices taken in turn, the order
 reversed every other round, so that all phases share the same stretch of a machine whose speed
@@ -27,6 +29,7 @@ Targets: p99 ≤ 50 ms, 0 errors, stored = acknowledged; with ``--baseline``, ev
 """
 
 import argparse
+import itertools
 import json
 import re
 import shutil
@@ -54,6 +57,7 @@ from bench.servers import checkout, running_server
 
 TARGET_P99 = 0.050
 TARGET_VS_BASELINE = 0.90
+TARGET_KEYED = 0.90
 SITE = "ingest.bench.example.com"
 
 
@@ -68,6 +72,27 @@ def event_requests(raw_key: str, name: str, *, visitors: int, host: str = "127.0
     )
     payloads = [build_request("POST", path, host, headers, json.dumps(body).encode()) for body in bodies]
     return lambda seq: payloads[seq % len(payloads)]
+
+
+def keyed_requests(raw_key: str, name: str, *, visitors: int, host: str = "127.0.0.1"):
+    """``event_requests`` with an ``Idempotency-Key`` unique across the whole run (slices restart
+    ``seq``), written into a fixed-width placeholder of the request built before."""
+    headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
+    placeholder = b"#" * 12
+    plans = ("free", "pro", "business")
+    payloads = [
+        build_request("POST", "/api/v1/events", host, {**headers, "Idempotency-Key": f"{name}-{placeholder.decode()}"},
+                      json.dumps({"event_name": name, "metadata": {"plan": plans[seq % 3], "seq": seq},
+                                  "visitor_id": f"visitor-{seq % visitors}"}).encode())
+        for seq in range(3 * visitors)
+    ]  # fmt: skip
+    sent = itertools.count()
+
+    def make(seq):
+        n = next(sent)
+        return payloads[n % len(payloads)].replace(placeholder, b"%012d" % n, 1)
+
+    return make
 
 
 def bare_requests(host: str = "127.0.0.1"):
@@ -131,6 +156,8 @@ def main(argv=None):
     parser.add_argument("--no-wrk", action="store_true", help="skip the wrk cross-check of the bare view")
     parser.add_argument("--lean", action="store_true", help="also drive the event view without DRF (bench.urls), as long")
     parser.add_argument("--parts", action="store_true", help="also drive POST /events with one part taken out (bench.urls.PARTS)")
+    parser.add_argument("--idempotency", action="store_true",
+                        help="also drive POST /events with an Idempotency-Key on every request, as long")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3, help="slices each phase's duration is run in, taken in turn")
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 < args.connections <= 256 or not 1 <= args.rounds <= 30:
@@ -174,10 +201,15 @@ def main(argv=None):
         if args.lean:
             phases["lean"] = events(base, raw_key, f"{run}-lean", "/api/v1/bench/lean-event")
             labels["lean"] = "no DRF (bench only)"
+        if args.idempotency:
+            phases["keyed"] = (base, keyed_requests(raw_key, f"{run}-keyed", visitors=args.visitors))
+            labels["keyed"] = "POST /api/v1/events + Idempotency-Key"
         for part in PARTS if args.parts else ():
             phases[part] = events(base, raw_key, f"{run}-{part}", f"/api/v1/bench/event-{part}")
             labels[part] = f"{part} (bench only)"
         warmups = [events(base, raw_key, f"{run}-warmup")] + ([events(old, baseline_key, f"{run}-warmup")] if old else [])
+        if args.idempotency:
+            warmups.append((base, keyed_requests(raw_key, f"{run}-warmup-keyed", visitors=args.visitors)))
         for server_base, requests in warmups + ([(base, bare_requests())] if args.bare else []):
             run_load(server_base, requests, connections=args.connections, duration=args.warmup / 2)
         started = time.time()
@@ -193,7 +225,7 @@ def main(argv=None):
         print(f"CPU per request, {label + ':':<31} server {share['server']:.2f} ms, PostgreSQL {share['postgres']:.2f} ms, "
               f"Redis {share['redis']:.2f} ms, load client {client:.2f} ms; total {total:.2f} ms")  # fmt: skip
 
-    names = {"events": run, "baseline": f"{run}-baseline", "lean": f"{run}-lean"}
+    names = {"events": run, "baseline": f"{run}-baseline", "lean": f"{run}-lean", "keyed": f"{run}-keyed"}
     names.update({part: f"{run}-{part}" for part, view in PARTS.items() if view.stores_rows})
     verdicts = []
     for phase, name in names.items():
@@ -202,7 +234,7 @@ def main(argv=None):
             acknowledged = statuses.get(201, 0)
             print(f"{labels[phase]}: stored rows {stored:,} vs acknowledged {acknowledged:,}: "
                   f"{'equal' if stored == acknowledged else 'MISMATCH'} (statuses {dict(sorted(statuses.items()))})")  # fmt: skip
-            if phase in ("events", "baseline"):
+            if phase in ("events", "baseline", "keyed"):
                 verdicts.append((f"{phase}: stored == acknowledged", stored == acknowledged))
     ingest = results["events"]
     if args.bare:
@@ -218,6 +250,12 @@ def main(argv=None):
         (f"p99 {ms(ingest.percentile(99))} (target ≤ {ms(TARGET_P99)})", ingest.percentile(99) <= TARGET_P99),
         (f"errors {ingest.errors} (target 0)", ingest.errors == 0),
     ]
+    if args.idempotency:
+        keyed = results["keyed"]
+        ratio = keyed.rate / ingest.rate if ingest.rate else 0.0
+        print(f"with Idempotency-Key / without: {percent(ratio)} of the events/s ({keyed.rate:,.0f} vs {ingest.rate:,.0f}); "
+              f"p99 {ms(keyed.percentile(99))} vs {ms(ingest.percentile(99))}; errors {keyed.errors}")  # fmt: skip
+        verdicts.append((f"keyed {percent(ratio)} of unkeyed (target ≥ {TARGET_KEYED:.0%})", ratio >= TARGET_KEYED))
     if old:
         before = results["baseline"]
         ratio = ingest.rate / before.rate if before.rate else 0.0

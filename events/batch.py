@@ -13,6 +13,11 @@ Answer (200 whenever the batch itself is well-formed, even if items failed)::
                   "error": {"code": "INVALID_REQUEST", "message": "price is required", "field": "price"}},
                  {"index": 2, "success": true, "event_id": "evt_102"}]}
 
+An item may carry an ``idempotency_key`` (``events.idempotency``): an item whose key this site
+used within 24 hours stores nothing and answers the first event's id with ``"replayed": true``,
+or an ``IDEMPOTENCY_KEY_REUSED`` error when its body differs; so does a later item of the same
+batch with the key of an earlier one.
+
 ``success`` is true when every item was stored. A malformed batch (not an object, no
 ``events`` list, 0 or more than 500 items) is a 400 and stores nothing; a body over 1 MB
 is a 413. A batch counts as one request against the Events API rate limit.
@@ -30,6 +35,7 @@ from infinity.errors import _first_validation_error, envelope
 from infinity.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS
 from infinity.throttling import EventsThrottle
 
+from . import idempotency
 from .ingest import BATCH_EVENT, BATCH_PURCHASE, ingest_batch
 from .models import Event
 from .serializers import MAX_BATCH_ITEMS, BatchIn, EventIn, PurchaseIn
@@ -69,6 +75,30 @@ def validate_items(raw_items: list, *, now) -> tuple[list, dict]:
     return valid, errors
 
 
+def item_keys(raw_items: list, valid: list, errors: dict) -> tuple[list, list]:
+    """The ``idempotency_key`` of each valid item → (the items whose key is absent or well-formed,
+    their keys); a malformed key makes its item an error in ``errors``."""
+    kept, keys = [], []
+    for index, kind, data in valid:
+        try:
+            key = idempotency.parse_key(raw_items[index].get(idempotency.BATCH_FIELD), name=idempotency.BATCH_FIELD)
+        except ValueError as exc:
+            errors[index] = _item_error({idempotency.BATCH_FIELD: [str(exc)]})
+            continue
+        kept.append((index, kind, data))
+        keys.append(key)
+    return kept, keys
+
+
+def _item_result(index: int, outcome) -> dict:
+    if isinstance(outcome, idempotency.KeyReused):
+        error = envelope(409, str(outcome), idempotency.KEY_REUSED)["error"]
+        return {"index": index, "success": False, "error": error}
+    if isinstance(outcome, idempotency.Replayed):
+        return {"index": index, "success": True, "event_id": Event.public_id(outcome.event_id), "replayed": True}
+    return {"index": index, "success": True, "event_id": Event.public_id(outcome)}
+
+
 BatchResult = inline_serializer(
     name="BatchResult",
     fields={
@@ -82,6 +112,10 @@ BatchResult = inline_serializer(
                 "index": serializers.IntegerField(help_text="position in `events`"),
                 "success": serializers.BooleanField(),
                 "event_id": serializers.CharField(required=False, help_text="evt_…, when stored"),
+                "replayed": serializers.BooleanField(
+                    required=False,
+                    help_text="true when the item's idempotency_key had stored this event_id before: nothing was stored now",
+                ),
                 "error": inline_serializer(
                     name="BatchItemError",
                     required=False,
@@ -156,7 +190,10 @@ class BatchView(ApiView):
             '`POST /events`, or the body of `POST /events/purchase` with `"type": "purchase"`. Each item is validated '
             "like its single endpoint; all valid items are stored in one transaction before the answer, which reports "
             "each item's result in input order (200 even when some items failed). A malformed batch is a 400 and stores "
-            "nothing. A batch counts as one request against the Events API rate limit."
+            "nothing. A batch counts as one request against the Events API rate limit. An item's optional "
+            "`idempotency_key` works as the `Idempotency-Key` header of `POST /events`: a replayed item answers "
+            '`"replayed": true` with the first event_id; a key reused with another body is an item error '
+            "`IDEMPOTENCY_KEY_REUSED`."
         ),
         request=BatchIn,
         responses={200: BatchResult, **ERROR_RESPONSES},
@@ -169,13 +206,16 @@ class BatchView(ApiView):
         batch.is_valid(raise_exception=True)
         items = batch.validated_data["events"]
         valid, errors = validate_items(items, now=timezone.now())
-        stored = ingest_batch(site=request.auth.site, items=[(kind, data) for _, kind, data in valid]) if valid else []
-        event_ids = {index: Event.public_id(pk) for (index, _, _), pk in zip(valid, stored, strict=True)}
+        valid, keys = item_keys(items, valid, errors)
+        pairs = [(kind, data) for _, kind, data in valid]
+        stored = ingest_batch(site=request.auth.site, items=pairs, keys=keys) if valid else []
+        outcomes = {index: outcome for (index, _, _), outcome in zip(valid, stored, strict=True)}
         results = [
-            {"index": index, "success": True, "event_id": event_ids[index]}
-            if index in event_ids
+            _item_result(index, outcomes[index])
+            if index in outcomes
             else {"index": index, "success": False, "error": errors[index]}
             for index in range(len(items))
         ]
-        body = {"success": not errors, "accepted": len(event_ids), "rejected": len(errors), "results": results}
+        accepted = sum(result["success"] for result in results)
+        body = {"success": accepted == len(items), "accepted": accepted, "rejected": len(items) - accepted, "results": results}
         return Response(body)

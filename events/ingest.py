@@ -9,6 +9,8 @@
    which stores it with the rows of concurrent requests and returns once they are committed:
    acknowledged means stored. ``ingest_batch`` assigns sessions across its items, then stores
    them all in one transaction.
+4. A send with an idempotency key claims it in the transaction that stores its row
+   (``idempotency.py``): a key already held stores nothing and answers the first event's id.
 """
 
 from django.db import transaction
@@ -16,7 +18,7 @@ from django.utils import timezone
 
 from accounts.models import Site
 
-from . import storage
+from . import idempotency, storage
 from .groupcommit import GroupWriter
 from .models import Kind
 from .sessions import assign_batch_sessions, new_session_id
@@ -55,7 +57,10 @@ def store_rows(rows: list[dict]) -> list[int]:
     for row in rows:
         if row["visitor"] is not None:
             row["session"] = new_session_id(visitor=row["visitor"], started_at=row["occurred_at"])
-    return storage.backend().insert(rows)
+    store = storage.backend()
+    if any(idempotency.CLAIM in row for row in rows):
+        return idempotency.store_claimed_rows(rows, store.insert)
+    return store.insert(rows)
 
 
 writer = GroupWriter(store_rows)
@@ -66,20 +71,44 @@ def ingest_one(*, site: Site, kind: str, data: dict) -> int:
     return writer.write(event_row(site=site, kind=kind, data=data, now=timezone.now()))
 
 
+def ingest_keyed(*, site: Site, kind: str, data: dict, key: str) -> tuple[int, bool]:
+    """Store one validated body under an idempotency key, once: (its event id, whether it was
+    stored before under this key and nothing was stored now). ``idempotency.KeyReused`` when the
+    key came with another body."""
+    row = event_row(site=site, kind=kind, data=data, now=timezone.now())
+    row[idempotency.CLAIM] = idempotency.Claim(site.pk, key, idempotency.body_hash(kind, data))
+    outcome = writer.write(row)
+    if isinstance(outcome, idempotency.KeyReused):
+        raise outcome
+    if isinstance(outcome, idempotency.Replayed):
+        return outcome.event_id, True
+    return outcome, False
+
+
 def ingest_tracker_row(row: dict) -> int:
     """Store a tracker hit's row (Event fields, ``visitor`` under today's salt and
     ``earlier_visitor`` under yesterday's or None); its id, once committed."""
     return writer.write(row)
 
 
-def ingest_batch(*, site: Site, items: list[tuple[str, dict]]) -> list[int]:
+def ingest_batch(*, site: Site, items: list[tuple[str, dict]], keys: list[str | None] | None = None) -> list:
     """Store validated batch items — ``(BATCH_EVENT | BATCH_PURCHASE, validated_data)`` — in one
-    transaction; their ids in input order, committed."""
+    transaction; their ids in input order, committed. With ``keys`` (an idempotency key or None
+    per item), an item whose key is held answers ``idempotency.Replayed`` or ``KeyReused``
+    instead and stores nothing."""
     now = timezone.now()
     rows = [event_row(site=site, kind=kind, data=data, now=now) for kind, data in items]
     store = storage.backend()
-    with transaction.atomic():
+
+    def copy_with_sessions(rows):
         with_visitor = [row for row in rows if row["visitor"] is not None]
         if with_visitor:
             assign_batch_sessions(with_visitor, store.nearby_sessions(site.pk, with_visitor))
         return store.copy(rows)
+
+    with transaction.atomic():
+        if keys is None or all(key is None for key in keys):
+            return copy_with_sessions(rows)
+        claims = [None if key is None else idempotency.Claim(site.pk, key, idempotency.body_hash(kind, data))
+                  for (kind, data), key in zip(items, keys, strict=True)]  # fmt: skip
+        return idempotency.store_batch_rows(rows, claims, copy_with_sessions)

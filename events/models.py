@@ -103,3 +103,21 @@ class Salt(models.Model):
 
     def __str__(self):
         return f"salt {self.day}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's ``Idempotency-Key`` on one site and the event it stored (``events.idempotency``).
+
+    The (site, key) primary key decides which of concurrent duplicates stores its event, across
+    processes; rows older than a day no longer count and are deleted by ``created_at``, so
+    forgetting a key never reads the events table."""
+
+    pk = models.CompositePrimaryKey("site", "key")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=200)
+    body_hash = models.CharField(max_length=32)
+    event_id = models.BigIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]

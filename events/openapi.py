@@ -1,5 +1,10 @@
-from drf_spectacular.utils import OpenApiExample, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+from infinity.openapi import ErrorEnvelope
+
+from .idempotency import HEADER, KEY_REUSED, KEY_REUSED_MESSAGE, MAX_KEY, REPLAYED_HEADER
 
 EventAccepted = inline_serializer(
     name="EventAccepted",
@@ -36,3 +41,26 @@ PURCHASE_EXAMPLES = [
     ),
     OpenApiExample("accepted", response_only=True, status_codes=["201"], value={"success": True, "event_id": "evt_123456790"}),
 ]
+
+IDEMPOTENCY_HEADERS = [
+    OpenApiParameter(
+        HEADER,
+        {"type": "string", "minLength": 1, "maxLength": MAX_KEY, "pattern": "^[\\x20-\\x7e]+$"},
+        OpenApiParameter.HEADER,
+        description=(
+            f"Optional: 1-{MAX_KEY} printable ASCII characters, unique per event (a UUID, say). A retry with the same "
+            "key on the same site within 24 hours stores nothing and answers the first request's `event_id` and "
+            f"status, with `{REPLAYED_HEADER}: true`; the same key with a different body is a 409 `{KEY_REUSED}`."
+        ),
+    ),
+    OpenApiParameter(
+        REPLAYED_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, response=[201], enum=["true"],
+        description="Present on a retry answered from its Idempotency-Key: nothing was stored this time",
+    ),
+]  # fmt: skip
+
+KEY_REUSED_RESPONSE = OpenApiResponse(
+    ErrorEnvelope,
+    description="The Idempotency-Key was used within 24 hours with a different body",
+    examples=[OpenApiExample(KEY_REUSED, value={"error": {"code": KEY_REUSED, "message": KEY_REUSED_MESSAGE}})],
+)

@@ -222,7 +222,16 @@ MAX_BATCH_ITEMS = 500
         "type": "object",
         "description": "A custom event (the body of POST /events), or a purchase (the body of POST /events/purchase) "
         'with `"type": "purchase"`. `type` defaults to `"event"`.',
-        "properties": {"type": {"type": "string", "enum": ["event", "purchase"], "default": "event"}},
+        "properties": {
+            "type": {"type": "string", "enum": ["event", "purchase"], "default": "event"},
+            "idempotency_key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 200,
+                "description": "Optional, as the Idempotency-Key header of POST /events: 1-200 printable ASCII "
+                "characters; an item with a key this site used within 24 hours stores nothing",
+            },
+        },
         "additionalProperties": True,
     }
 )

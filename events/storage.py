@@ -26,7 +26,7 @@ import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
-from .models import Event
+from .models import Event, IdempotencyKey
 from .sessions import SESSION_GAP, micros
 
 logger = logging.getLogger("events.storage")
@@ -364,3 +364,187 @@ def backend() -> PostgreSQL | SQLite:
     if store is None:
         raise ImproperlyConfigured(f"events cannot be stored in {connection.vendor}: PostgreSQL or SQLite")
     return store
+
+
+# --- idempotency keys (events.idempotency) ------------------------------------------------
+
+
+def claim_keys(claims: list[tuple[int, str, str, int]], *, now, expired_before) -> set[tuple[int, str]]:
+    """Inside the transaction that stored the events: insert each (site id, key, body hash, event
+    id) unless the site holds the key since ``expired_before``; the (site id, key) inserted. A
+    key held by a concurrent transaction waits for its end (the primary key); callers pass each
+    (site, key) once and sorted, so two transactions never wait for each other."""
+    qn = connection.ops.quote_name
+    table = qn(IdempotencyKey._meta.db_table)
+    if connection.vendor == "postgresql":
+        sql = (
+            f"INSERT INTO {table} (site_id, {qn('key')}, body_hash, event_id, created_at)"
+            " SELECT c.site_id, c.key, c.body_hash, c.event_id, %s"
+            " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) AS c(site_id, key, body_hash, event_id)"
+            + _KEY_UPSERT.format(table=table, key=qn("key"))
+        )
+        params = [now, *(list(column) for column in zip(*claims, strict=True)), expired_before]
+        with backend()._cursor(sql) as cur:
+            cur.execute(sql, params, prepare=True)
+            return {(site_id, key) for site_id, key, _ in cur.fetchall()}
+    adapt = connection.ops.adapt_datetimefield_value
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(claims))
+    params = [value for claim in claims for value in (*claim, adapt(now))] + [adapt(expired_before)]
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {table} (site_id, {qn('key')}, body_hash, event_id, created_at) VALUES {values}"
+            + _KEY_UPSERT.format(table=table, key=qn("key")),
+            params,
+        )
+        return {(site_id, key) for site_id, key, _ in cur.fetchall()}
+
+
+# A key claimed more than a day ago (the parameter) is taken over: it no longer counts.
+_KEY_UPSERT = (
+    " ON CONFLICT (site_id, {key}) DO UPDATE SET body_hash = excluded.body_hash, event_id = excluded.event_id,"
+    " created_at = excluded.created_at WHERE {table}.created_at < %s RETURNING site_id, {key}, event_id"
+)
+
+
+def insert_claimed(rows: list[dict], claims: list[tuple[int, str, str]], *, now, expired_before) -> dict:
+    """Single events (``insert``'s rows, without ``earlier_visitor``), each with its claim (site
+    id, key, body hash), one per (site, key), sorted: store those whose key is free (or expired)
+    with their keys, atomically; {(site id, key): event id} of those stored.
+
+    PostgreSQL: one statement, as cheap as ``insert``'s: the key rows are inserted first, each
+    taking its event's id from the sequence, and only the events of the keys inserted follow,
+    under those ids. SQLite: the events, then their keys, then the events whose key was held are
+    deleted again, in one transaction."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            ids = backend().insert(rows)
+            won = claim_keys([(*claim, event_id) for claim, event_id in zip(claims, ids, strict=True)],
+                             now=now, expired_before=expired_before)  # fmt: skip
+            lost = [event_id for claim, event_id in zip(claims, ids, strict=True) if claim[:2] not in won]
+            if lost:
+                Event.objects.filter(pk__in=lost).delete()
+        return {claim[:2]: event_id for claim, event_id in zip(claims, ids, strict=True) if claim[:2] in won}
+    sql = _claimed_insert_sql()
+    payload = [{**row, "occurred_at": _isoformat(row["occurred_at"]), "received_at": _isoformat(row["received_at"]),
+                "idempotency_key": claim[1]} for row, claim in zip(rows, claims, strict=True)]  # fmt: skip
+    sites, keys, hashes = (list(column) for column in zip(*claims, strict=True))
+    params = [now, sites, keys, hashes, expired_before, json.dumps(payload, ensure_ascii=False, check_circular=False)]
+    with backend()._cursor(sql) as cur:
+        cur.execute(sql, params, prepare=True)
+        stored = {(site_id, key): event_id for site_id, key, event_id in cur.fetchall()}
+    backend().statistics.note_stored(len(stored))
+    return stored
+
+
+@lru_cache(maxsize=1)
+def _claimed_insert_sql() -> str:
+    """``insert``'s statement (``PostgreSQL.insert_sql(earlier=False)``) behind the claim of its
+    rows' keys, each row stored under the event id its claim took, or not at all."""
+    qn = connection.ops.quote_name
+    fields = _concrete_fields()
+    sequence = backend().copy_plan()[2]
+    defaults = {f.column: f.default for f in fields if f.has_default() and not callable(f.default)}
+    base = f"json_populate_record(NULL::{qn(TABLE)}, '{json.dumps(defaults).replace(chr(39), chr(39) * 2)}'::json)"
+    gap = PostgreSQL.GAP
+    lookup = latest_session_sql(site="b.site_id", visitor="b.visitor", columns="e.session",
+                                low=f"b.occurred_at - {gap}", high=f"b.occurred_at + {gap}")  # fmt: skip
+    columns = [f"COALESCE(({lookup}), b.session)" if f.column == "session" else f"b.{qn(f.column)}" for f in fields]
+    keys = qn(IdempotencyKey._meta.db_table)
+    return (
+        f"WITH claimed AS (INSERT INTO {keys} (site_id, {qn('key')}, body_hash, event_id, created_at)"
+        f" SELECT c.site_id, c.key, c.body_hash, nextval('{sequence}'), %s"
+        " FROM unnest(%s::bigint[], %s::text[], %s::text[]) WITH ORDINALITY AS c(site_id, key, body_hash, n) ORDER BY c.n"
+        + _KEY_UPSERT.format(table=keys, key=qn("key"))
+        + f"), stored AS (INSERT INTO {qn(TABLE)} (id, {', '.join(qn(f.column) for f in fields)})"
+        f" SELECT c.event_id, {', '.join(columns)}"
+        f" FROM json_array_elements(%s::json) WITH ORDINALITY AS j(doc, ordinality)"
+        f" CROSS JOIN LATERAL json_populate_record({base}, j.doc) AS b"
+        f" JOIN claimed c ON c.site_id = b.site_id AND c.{qn('key')} = j.doc->>'idempotency_key'"
+        f" ORDER BY j.ordinality RETURNING id)"
+        f" SELECT c.site_id, c.{qn('key')}, c.event_id FROM claimed c"
+    )
+
+
+# --- export (events.export) and import (events.importers) ---------------------------------
+
+EXPORT_PAGE = 5000
+
+
+def stream_events(site_id: int, window: tuple | None, fields: tuple[str, ...]):
+    """The site's events with ``window[0] <= occurred_at < window[1]`` (all for None) as tuples
+    of ``fields``, in (occurred_at, id) order, in constant memory. PostgreSQL: one server-side
+    cursor in one transaction, so one snapshot. SQLite: pages by keyset, each its own read, so
+    no read transaction holds back the WAL's checkpoints while a slow client downloads."""
+    rows = Event.objects.filter(site_id=site_id)
+    if window is not None:
+        rows = rows.filter(occurred_at__gte=window[0], occurred_at__lt=window[1])
+    if connection.vendor == "postgresql":
+        with transaction.atomic():  # a cursor WITHOUT HOLD: in autocommit Django's would be materialized first
+            yield from rows.order_by("occurred_at", "id").values_list(*fields).iterator(chunk_size=EXPORT_PAGE)
+        return
+    page = rows
+    while True:
+        found = list(page.order_by("occurred_at", "id").values_list("occurred_at", "id", *fields)[:EXPORT_PAGE])
+        for row in found:
+            yield row[2:]
+        if len(found) < EXPORT_PAGE:
+            return
+        at, last = found[-1][:2]
+        # The lower bound moves with the page, so the (site, occurred_at) index starts there.
+        page = rows.filter(occurred_at__gte=at).exclude(occurred_at=at, id__lte=last)
+
+
+IMPORT_TABLE = "events_import"
+# An imported row is already stored when the site holds as many rows equal in these.
+IMPORT_IDENTITY = ("occurred_at", "received_at", "kind", "name", "visitor", "session", "path")
+
+
+def import_rows(rows: list[dict]) -> int:
+    """Store rows (every Event field but the id; one site) that the site does not hold yet, in one
+    transaction; how many were new. The rows go into a scratch table (COPY on PostgreSQL), and
+    one INSERT takes those of which the site holds fewer equal rows (``IMPORT_IDENTITY``) than
+    the chunk does; they get new ids from the table's sequence."""
+    if not rows:
+        return 0
+    qn = connection.ops.quote_name
+    fields = [f.column for f in _concrete_fields()]
+    names = ", ".join(qn(c) for c in fields)
+    postgres = connection.vendor == "postgresql"
+    nullable = {f.column for f in _concrete_fields() if f.null}
+    # Null-safe equality only where nulls occur: "IS NOT DISTINCT FROM" cannot bound an index scan.
+    same = {c: (" IS NOT DISTINCT FROM " if postgres else " IS ") if c in nullable else " = " for c in IMPORT_IDENTITY}
+    matches = " AND ".join(f"e.{qn(c)}{same[c]}i.{qn(c)}" for c in IMPORT_IDENTITY)
+    insert = (
+        f"INSERT INTO {qn(TABLE)} ({names}) SELECT {', '.join(f'i.{qn(c)}' for c in fields)} FROM ("
+        f"SELECT s.*, row_number() OVER (PARTITION BY {', '.join(f's.{qn(c)}' for c in IMPORT_IDENTITY)}) AS copy_number"
+        f" FROM {IMPORT_TABLE} s) i WHERE i.copy_number > (SELECT count(*) FROM {qn(TABLE)} e"
+        f" WHERE e.site_id = %s AND {matches}) ORDER BY i.occurred_at"
+    )
+    site_id = rows[0]["site_id"]
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            if postgres:
+                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} ON COMMIT DELETE ROWS AS"
+                            f" SELECT {names} FROM {qn(TABLE)} WITH NO DATA")  # fmt: skip
+                cur.execute(f"TRUNCATE {IMPORT_TABLE}")  # empty already, unless an outer transaction holds the last chunk
+                # Each row's count of equal events must come from the (site, occurred_at) index: the
+                # statistics of a table filled by the import itself say it is empty, and a scan per row
+                # would be quadratic.
+                cur.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
+                with cur.cursor.copy(f"COPY {IMPORT_TABLE} ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row([json.dumps(row[c], ensure_ascii=False) if c == "metadata" else row[c] for c in fields])
+            else:
+                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {IMPORT_TABLE} AS SELECT {names} FROM {qn(TABLE)} WHERE 0")
+                cur.execute(f"DELETE FROM {IMPORT_TABLE}")
+                adapt = connection.ops.adapt_datetimefield_value
+                metadata = Event._meta.get_field("metadata")
+                encode = lambda value: metadata.get_db_prep_value(value, connection)  # noqa: E731  (the stored JSON text)
+                values = [
+                    [adapt(row[c]) if c in ("occurred_at", "received_at") else encode(row[c]) if c == "metadata" else row[c]
+                     for c in fields]
+                    for row in rows
+                ]  # fmt: skip
+                cur.executemany(f"INSERT INTO {IMPORT_TABLE} ({names}) VALUES ({', '.join(['%s'] * len(fields))})", values)
+            cur.execute(insert, [site_id])
+            return cur.rowcount

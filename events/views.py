@@ -5,12 +5,20 @@ from rest_framework.response import Response
 from accounts.models import SCOPE_EVENTS_WRITE
 from accounts.permissions import HasScope
 from infinity.api import ApiView
+from infinity.errors import envelope
 from infinity.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS
 from infinity.throttling import EventsThrottle
 
-from .ingest import BATCH_EVENT, BATCH_PURCHASE, ingest_one
+from . import idempotency
+from .ingest import BATCH_EVENT, BATCH_PURCHASE, ingest_keyed, ingest_one
 from .models import Event
-from .openapi import EVENT_EXAMPLES, PURCHASE_EXAMPLES, EventAccepted
+from .openapi import (
+    EVENT_EXAMPLES,
+    IDEMPOTENCY_HEADERS,
+    KEY_REUSED_RESPONSE,
+    PURCHASE_EXAMPLES,
+    EventAccepted,
+)
 from .serializers import EventIn, PurchaseIn
 
 
@@ -21,9 +29,9 @@ def _send_schema(operation_id, summary, description, request, examples):
             summary=summary,
             description=description,
             request=request,
-            responses={201: EventAccepted, **ERROR_RESPONSES},
+            responses={201: EventAccepted, **ERROR_RESPONSES, 409: KEY_REUSED_RESPONSE},
             examples=examples,
-            parameters=RATE_LIMIT_HEADERS,
+            parameters=[*IDEMPOTENCY_HEADERS, *RATE_LIMIT_HEADERS],
             tags=["Events"],
         )
     )
@@ -43,9 +51,20 @@ class _SendView(ApiView):
     kind: str
 
     def post(self, request):
+        try:
+            key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
+        except ValueError as exc:
+            raise serializers.ValidationError({idempotency.HEADER: [str(exc)]}) from None
         data = self.serializer.run_validation(request.data)
-        event_id = ingest_one(site=request.auth.site, kind=self.kind, data=data)
-        return Response({"success": True, "event_id": Event.public_id(event_id)}, status=201)
+        if key is None:
+            event_id = ingest_one(site=request.auth.site, kind=self.kind, data=data)
+            return Response({"success": True, "event_id": Event.public_id(event_id)}, status=201)
+        try:
+            event_id, replayed = ingest_keyed(site=request.auth.site, kind=self.kind, data=data, key=key)
+        except idempotency.KeyReused as exc:
+            return Response(envelope(409, str(exc), idempotency.KEY_REUSED), status=409)
+        headers = {idempotency.REPLAYED_HEADER: "true"} if replayed else None
+        return Response({"success": True, "event_id": Event.public_id(event_id)}, status=201, headers=headers)
 
 
 @_send_schema("send_event", "Send Event", "Send a custom event to your analytics.", EventIn, EVENT_EXAMPLES)

@@ -78,13 +78,15 @@ class Progress:
         self.stream.flush()
         self._logged = True
 
-    def close(self) -> None:
+    def close(self) -> float:
+        """End the bar or the log lines; the seconds since the start."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         elif self.enabled and self._logged:  # the last figures, after the periodic lines
             self._line(time.monotonic())
         self.enabled = False
+        return time.monotonic() - self.started
 
     def __enter__(self) -> "Progress":
         return self

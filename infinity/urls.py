@@ -5,6 +5,7 @@ from accounts.passwords import limit_password_guesses
 from analytics.views import AnalyticsView
 from events.batch import BatchView
 from events.collector import CollectorView, tracking_script
+from events.export_api import ExportView
 from events.views import EventView, PurchaseView
 from events.visitors_api import VisitorEventsView, VisitorView
 from infinity.health import HealthView
@@ -17,6 +18,7 @@ api = [
     path("analytics", AnalyticsView.as_view(), name="analytics"),
     path("collect", CollectorView.as_view(), name="collect"),
     path("health", HealthView.as_view(), name="health"),
+    path("export", ExportView.as_view(), name="export"),
     # A visitor_id may hold slashes (hence <path:>); the events route goes first.
     path("visitors/<path:visitor_id>/events", VisitorEventsView.as_view(), name="visitor-events"),
     path("visitors/<path:visitor_id>", VisitorView.as_view(), name="visitor"),

@@ -12,6 +12,7 @@ from django.db import connections
 
 from accounts.models import Site
 from analytics import rollups
+from events.idempotency import forget_expired_keys
 from infinity.progress import Progress
 
 logger = logging.getLogger("analytics.rollup")
@@ -72,5 +73,6 @@ class Command(BaseCommand):
     def _run(self, run, target, jobs, verbosity, progress=None):
         started = time.perf_counter()
         built = run(site=target, verbosity=verbosity - 1, jobs=jobs, progress=progress)
+        forget_expired_keys()  # the timer every installation runs is where idempotency keys expire
         if verbosity:
             self.stdout.write(f"{built} buckets rolled up in {time.perf_counter() - started:.1f} s")
