@@ -109,7 +109,7 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
-    list_display = ["domain", "name", "timezone", "created_at"]
+    list_display = ["domain", "name", "timezone", "retention_days", "created_at"]
     search_fields = ["domain", "name"]
     inlines = [ApiKeyInline]
 

@@ -1,3 +1,4 @@
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone as dj_timezone
 
@@ -26,6 +27,13 @@ class Site(models.Model):
     name = models.CharField(max_length=200, blank=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     created_at = models.DateTimeField(default=dj_timezone.now, editable=False)
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Keep events of today and this many days before it (in the site's timezone); older days are "
+        "deleted, with their rollups, by the rollup timer. Empty: keep forever.",
+    )
 
     class Meta:
         ordering = ["domain"]

@@ -16,10 +16,11 @@ Every lookup of the session rule is built by ``latest_session_sql``.
 
 import json
 import logging
+import re
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from datetime import UTC
+from datetime import UTC, date, datetime
 from functools import lru_cache
 
 import psycopg
@@ -43,10 +44,13 @@ def latest_session_sql(*, site: str, visitor: str, low: str, high: str, columns:
     The bounds are row comparisons on (visitor, occurred_at): together they imply the visitor,
     and only the (site, visitor, occurred_at) index can use them, so stale statistics cannot
     lead the planner to the (site, occurred_at) index. Without a separate equality on the
-    visitor the backward index scan starts at the window, not at the visitor's newest event."""
+    visitor the backward index scan starts at the window, not at the visitor's newest event.
+    The same bounds on ``occurred_at`` alone let a partitioned table (``MonthlyPartitions``)
+    read only the months the window touches."""
     return (
         f"SELECT {columns} FROM {TABLE} e WHERE e.site_id = {site}"
         f" AND (e.visitor, e.occurred_at) > ({visitor}, {low}) AND (e.visitor, e.occurred_at) < ({visitor}, {high})"
+        f" AND e.occurred_at > {low} AND e.occurred_at < {high}"
         " AND e.session IS NOT NULL ORDER BY e.visitor DESC, e.occurred_at DESC LIMIT 1"
     )
 
@@ -288,15 +292,18 @@ class FreshStatistics:
     def _refresh(self) -> None:
         try:
             with connection.cursor() as cur:
+                # Summed over the partitions: a partitioned table's own row keeps no counts.
                 cur.execute(
-                    "SELECT c.reltuples, s.n_mod_since_analyze FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid"
-                    " WHERE c.oid = %s::regclass",
-                    [TABLE],
+                    "SELECT sum(greatest(c.reltuples, 0)) - (count(*) FILTER (WHERE c.reltuples >= 0) = 0)::int,"
+                    " sum(s.n_mod_since_analyze) FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid"
+                    " WHERE c.relkind = 'r' AND (c.oid = %s::regclass"
+                    " OR c.oid IN (SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf))",
+                    [TABLE, TABLE],
                 )
-                row = cur.fetchone()
-                if row is not None and row[0] >= self.young:
+                total, modified = cur.fetchone()  # NULLs while the statistics views hold no row of it
+                if total is not None and total >= self.young:
                     self.done = True
-                elif row is not None and row[1] > max(self.first_check, row[0]):  # reltuples is -1 before any ANALYZE
+                elif total is not None and modified > max(self.first_check, total):  # total is -1 before any ANALYZE
                     cur.execute(f"ANALYZE {connection.ops.quote_name(TABLE)}")
         except Exception as exc:  # housekeeping: never fail a write
             logger.warning("could not refresh the events table's statistics: %s", exc)
@@ -548,3 +555,170 @@ def import_rows(rows: list[dict]) -> int:
                 cur.executemany(f"INSERT INTO {IMPORT_TABLE} ({names}) VALUES ({', '.join(['%s'] * len(fields))})", values)
             cur.execute(insert, [site_id])
             return cur.rowcount
+
+
+# --- monthly partitions (PostgreSQL) ---------------------------------------------------------
+
+
+def month_bounds(month: date) -> tuple[datetime, datetime]:
+    """[first instant, first instant of the next month) of ``month`` in UTC: a partition's range."""
+    lo = datetime(month.year, month.month, 1, tzinfo=UTC)
+    return lo, datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+
+
+class MonthlyPartitions:
+    """The PostgreSQL events table as a range-partitioned table: one partition per UTC month of
+    ``occurred_at``, named ``events_event_pYYYYMM``, and a default partition that takes any row
+    no month partition covers, so no insert is ever refused.
+
+    A partitioned table's primary key must hold the partition key, so it is (id, occurred_at):
+    ids still come from one identity sequence and stay unique, but nothing can reference an
+    event by a foreign key (nothing does). Every other index is the model's, leading with the
+    site, built on each partition."""
+
+    DEFAULT = f"{TABLE}_default"
+    NAME = re.compile(rf"^{TABLE}_p(\d{{4}})(\d{{2}})$")
+    # DETACH waits for running queries, and inserts queue behind it: this long at most, then the
+    # next run tries again.
+    LOCK_TIMEOUT = "SET LOCAL lock_timeout = '3s'"
+
+    @staticmethod
+    def name(month: date) -> str:
+        return f"{TABLE}_p{month:%Y%m}"
+
+    def is_partitioned(self) -> bool:
+        with connection.cursor() as cur:
+            cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [TABLE])
+            row = cur.fetchone()
+        return row is not None and row[0] == "p"
+
+    def months(self) -> list[date]:
+        """The months that have a partition, oldest first."""
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+                [TABLE],
+            )
+            names = [self.NAME.match(name) for (name,) in cur.fetchall()]
+        return sorted(date(int(m[1]), int(m[2]), 1) for m in names if m)
+
+    def default_months(self) -> list[date]:
+        """The months of the rows the default partition holds."""
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT DISTINCT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date FROM {self.DEFAULT}")
+            return sorted(month for (month,) in cur.fetchall())
+
+    def create(self, month: date) -> bool:
+        """Attach ``month``'s partition unless it exists, moving its rows out of the default partition;
+        whether it was created. Built beside the table and attached, which locks the table only
+        against other DDL (CREATE … PARTITION OF would block every insert meanwhile)."""
+        name, (lo, hi) = self.name(month), month_bounds(month)
+        bounds = f"FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(self.LOCK_TIMEOUT)
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+            if cur.fetchone()[0]:
+                return False
+            cur.execute(f"CREATE TABLE {name} (LIKE {TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)")
+            cur.execute(
+                f"WITH moved AS (DELETE FROM {self.DEFAULT} WHERE occurred_at >= %s AND occurred_at < %s RETURNING *)"
+                f" INSERT INTO {name} SELECT * FROM moved",
+                [lo, hi],
+            )
+            cur.execute(f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES {bounds}")
+        return True
+
+    def drop(self, month: date) -> None:
+        """Inside the caller's transaction: detach ``month``'s partition and drop it with its rows."""
+        name = self.name(month)
+        with connection.cursor() as cur:
+            cur.execute(self.LOCK_TIMEOUT)
+            cur.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {name}")
+            cur.execute(f"DROP TABLE {name}")
+
+    def partition(self, months: list[date], *, progress=None) -> int:
+        """Turn the plain events table into a partitioned one holding the same rows (a partition
+        for every month with rows and every month in ``months``); the rows copied."""
+        return self._rebuild(partitioned=True, months=months, progress=progress)
+
+    def unpartition(self) -> int:
+        """The reverse: a plain table with the primary key (id) again; the rows copied."""
+        return self._rebuild(partitioned=False, months=[], progress=None)
+
+    def _rebuild(self, *, partitioned: bool, months: list[date], progress) -> int:
+        """Build the other kind of table beside the current one under a lock that lets queries read
+        and makes writers wait, copy the rows month by month, add the keys, indexes and
+        constraints the current one has, and swap names, all in one transaction: a failure leaves
+        the table as it was. The identity sequence goes on where it was."""
+        new = f"{TABLE}_new"
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(f"LOCK TABLE {TABLE} IN EXCLUSIVE MODE")
+            cur.execute(
+                "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE i.indrelid = %s::regclass AND NOT i.indisprimary ORDER BY c.relname",
+                [TABLE],
+            )
+            indexes = cur.fetchall()
+            cur.execute(
+                "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass"
+                " AND contype IN ('p', 'c', 'f') ORDER BY conname",
+                [TABLE],
+            )
+            constraints = cur.fetchall()
+            (key_name,) = [name for name, kind, _ in constraints if kind == "p"]
+            cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [TABLE])
+            (sequence,) = cur.fetchone()
+            scheme = " PARTITION BY RANGE (occurred_at)" if partitioned else ""
+            cur.execute(f"CREATE TABLE {new} (LIKE {TABLE} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING STORAGE"
+                        f" INCLUDING COMMENTS){scheme}")  # fmt: skip
+            ranges = [(None, None)]  # a plain table: every row in one statement
+            if partitioned:
+                cur.execute(f"SELECT min(occurred_at), max(occurred_at) FROM {TABLE}")
+                first, last = cur.fetchone()
+                held = set(months)
+                month = None if first is None else date(first.year, first.month, 1)
+                while month is not None and month <= last.date():
+                    held.add(month)
+                    month = month_bounds(month)[1].date()
+                ranges = [month_bounds(month) for month in sorted(held)]
+                for lo, hi in ranges:
+                    cur.execute(f"CREATE TABLE {self.name(lo.date())} PARTITION OF {new}"
+                                f" FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')")  # fmt: skip
+                cur.execute(f"CREATE TABLE {self.DEFAULT} PARTITION OF {new} DEFAULT")
+            copied = 0
+            for lo, hi in ranges:  # every row's month is among them
+                where, params = ("occurred_at >= %s AND occurred_at < %s", [lo, hi]) if lo else ("true", [])
+                cur.execute(f"INSERT INTO {new} SELECT * FROM {TABLE} WHERE {where}", params)
+                copied += cur.rowcount
+                if progress is not None:
+                    progress(lo, copied)
+            cur.execute(f"SELECT last_value, is_called FROM {sequence}")
+            last_value, is_called = cur.fetchone()
+            cur.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, %s)", [new, last_value, is_called])
+            cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [new])
+            (new_sequence,) = cur.fetchone()
+            # The current table's index names are taken (they are unique per schema): rename them first.
+            cur.execute(f'ALTER TABLE {TABLE} RENAME CONSTRAINT "{key_name}" TO "{key_name[:50]}_retired"')
+            for name, _ in indexes:
+                cur.execute(f'ALTER INDEX "{name}" RENAME TO "{name[:50]}_retired"')
+            key = "(id, occurred_at)" if partitioned else "(id)"
+            cur.execute(f'ALTER TABLE {new} ADD CONSTRAINT "{key_name}" PRIMARY KEY {key}')
+            for _, definition in indexes:
+                cur.execute(re.sub(r" ON (ONLY )?\S+ USING ", f" ON {new} USING ", definition, count=1))
+            for name, kind, definition in constraints:
+                if kind != "p":
+                    cur.execute(f'ALTER TABLE {new} ADD CONSTRAINT "{name}" {definition}')
+            cur.execute(f"DROP TABLE {TABLE}")
+            cur.execute(f"ALTER TABLE {new} RENAME TO {TABLE}")
+            cur.execute(f"ALTER SEQUENCE {new_sequence} RENAME TO {sequence.rsplit('.', 1)[-1]}")
+            cur.execute(f"ANALYZE {TABLE}")
+        return copied
+
+
+def partitions() -> MonthlyPartitions | None:
+    """The partitions of the events table: None unless it is a partitioned PostgreSQL table."""
+    store = PARTITIONS.get(connection.vendor)
+    return store if store is not None and store.is_partitioned() else None
+
+
+PARTITIONS = {"postgresql": MonthlyPartitions()}

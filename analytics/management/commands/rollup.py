@@ -8,11 +8,13 @@ import threading
 import time
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from accounts.models import Site
 from analytics import rollups
 from events.idempotency import forget_expired_keys
+from events.partitions import ensure_partitions
+from events.retention import apply_retention
 from infinity.progress import Progress
 
 logger = logging.getLogger("analytics.rollup")
@@ -72,7 +74,23 @@ class Command(BaseCommand):
 
     def _run(self, run, target, jobs, verbosity, progress=None):
         started = time.perf_counter()
+        if run is rollups.refresh:
+            self._keep_events(target, verbosity)
         built = run(site=target, verbosity=verbosity - 1, jobs=jobs, progress=progress)
         forget_expired_keys()  # the timer every installation runs is where idempotency keys expire
         if verbosity:
             self.stdout.write(f"{built} buckets rolled up in {time.perf_counter() - started:.1f} s")
+
+    def _keep_events(self, target, verbosity):
+        """Before the buckets: the coming months' partitions, then retention (so no expired day is
+        rolled up). A failure is logged and the rollups go ahead."""
+        try:
+            created = ensure_partitions()
+            removed = apply_retention(site=target)
+        except DatabaseError:
+            logger.exception("partitions or retention failed; rollups go ahead")
+            return
+        if verbosity and (created or removed.rows or removed.partitions):
+            months = ", ".join(f"{m:%Y-%m}" for m in removed.partitions) or "none"
+            self.stdout.write(f"{len(created)} partitions created; retention: {removed.rows} events deleted, "
+                              f"partitions dropped: {months}")  # fmt: skip
