@@ -9,7 +9,7 @@ class RolledBucket(models.Model):
     """A closed time bucket [start, end) of a site whose tallies are in ``Rollup``.
 
     ``grain`` is ``day`` (a local day in ``timezone``) or ``hour`` (a local hour of a day
-    not closed yet). ``dimensions`` lists the dimension keys rolled up for it;
+    not closed yet or of the last ``rollups.HOUR_DAYS`` days). ``dimensions`` lists the dimension keys rolled up for it;
     ``watermark`` is the highest event id when it was built. A bucket is rolled up twice:
     *provisional* a minute after it ends (its event metrics are final) and *final* once
     ``VISIT_WINDOW`` has passed too (its visit metrics are final).

@@ -1,10 +1,12 @@
 """Rollups: the tallies of closed time buckets, so a query reads O(buckets) rows.
 
 Buckets tile each site's timeline in its timezone: local days, and the local hours of the
-days not closed yet. A bucket [start, end) is *closed* once ``now ≥ end + VISIT_WINDOW +
-GRACE``: no visit starting in it can change after that except through late events. Hours
-are also rolled up *provisionally* a minute after they end: their event metrics are final
-then, so queries without visit metrics read raw events only for the current hour.
+days not closed yet and of the last ``HOUR_DAYS`` days (beside their day buckets; a query
+reads a day from one or the other, ``usable_buckets``). A bucket [start, end) is *closed*
+once ``now ≥ end + VISIT_WINDOW + GRACE``: no visit starting in it can change after that
+except through late events. Hours are also rolled up *provisionally* a minute after they
+end: their event metrics are final then, so queries without visit metrics read raw events
+only for the current hour.
 
 Building: ``build_bucket`` groups the bucket's events per (dimension, value) in the database
 (``scan.scan_bucket``; PostgreSQL) or with the raw-event engine (SQLite) and stores one
@@ -37,7 +39,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.db import connections, transaction
-from django.db.models import Min, Sum
+from django.db.models import Min, Q, Sum
 from django.utils import timezone as djtz
 
 from accounts.models import Site
@@ -66,6 +68,10 @@ from .tally import Tally, merge_into
 logger = logging.getLogger("analytics.rollups")
 
 GRACE = timedelta(minutes=1)
+# A closed day keeps its hours beside its day bucket while it is one of the last HOUR_DAYS local
+# days before today: an hours=N window (N ≤ 72) or its comparison starts partway through one of
+# them, and would otherwise read that day's part raw.
+HOUR_DAYS = 3
 MAX_METADATA_KEYS = 20
 MAX_VALUES_PER_DIMENSION = 5000  # a dimension with more values in one bucket is left to raw scans
 # A pair's values are combinations of two dimensions' (21 sources x 500 pages made ~10,500 a day
@@ -205,12 +211,14 @@ def due_buckets(site: Site, now: datetime) -> list:
     provisional = {(g, s) for g, s, final in rolled if not final}
     due = []
     day = first.astimezone(tz).date()
-    while day <= now.astimezone(tz).date():
+    today = now.astimezone(tz).date()
+    while day <= today:
         lo, hi = _local_midnight(day, tz), _local_midnight(day + timedelta(days=1), tz)
-        if hi + VISIT_WINDOW + GRACE <= now:
-            if ("day", lo) not in have:
-                due.append(("day", lo, hi, True))
-        else:  # the day is still open: its ended local hours, provisional until their visits are final
+        closed = hi + VISIT_WINDOW + GRACE <= now
+        if closed and ("day", lo) not in have:
+            due.append(("day", lo, hi, True))
+        if not closed or day >= today - timedelta(days=HOUR_DAYS):
+            # an open day's ended local hours, provisional until their visits are final; a recent closed day's too
             t = lo
             while t < hi:
                 nxt = min(hi, _next_local_hour(t, tz))
@@ -262,10 +270,14 @@ def _build_one(task) -> None:
 
 
 def _build_and_replace(site, grain, start, end, final):
-    if build_bucket(site, grain, start, end, final=final) is None:
-        return
-    if grain == "day":  # the day's hours are replaced by the day
-        _drop(site, RolledBucket.objects.filter(site=site, grain="hour", start__gte=start, start__lt=end))
+    build_bucket(site, grain, start, end, final=final)
+
+
+def drop_old_hours(site: Site, now: datetime) -> None:
+    """Drop the hours of the days before the last ``HOUR_DAYS``: their day buckets answer for them."""
+    tz = ZoneInfo(site.timezone)
+    keep_from = _local_midnight(now.astimezone(tz).date() - timedelta(days=HOUR_DAYS), tz)
+    _drop(site, RolledBucket.objects.filter(site=site, grain="hour", end__lte=keep_from))
 
 
 def _drop(site, rolled) -> None:
@@ -296,20 +308,23 @@ def _late_buckets(site_id: int | None, after_id: int, rolled: list, *, limit: in
     rows = list(qs.order_by()[: limit + 1]) if limit is not None else qs.order_by().iterator(chunk_size=5000)
     if limit is not None and len(rows) > limit:
         return {b.pk for b in rolled}
-    by_site = defaultdict(list)
+    # per grain: a recent day's hours overlap its day bucket, and the walk back below needs buckets
+    # that do not overlap
+    by_grain = defaultdict(list)
     for b in sorted(rolled, key=lambda b: b.start):
-        by_site[b.site_id].append(b)
-    starts = {site: [b.start for b in bs] for site, bs in by_site.items()}
+        by_grain[(b.site_id, b.grain)].append(b)
+    starts = {key: [b.start for b in bs] for key, bs in by_grain.items()}
     stale = set()
     for site, t, pk in rows:
-        bs = by_site.get(site, [])
-        i = bisect.bisect_right(starts.get(site, []), t + SESSION_GAP)
-        while i > 0 and bs[i - 1].end + VISIT_WINDOW > t:
-            i -= 1
-            b = bs[i]
-            reach = (b.start - SESSION_GAP, b.end + VISIT_WINDOW) if b.final else (b.start, b.end)
-            if reach[0] <= t < reach[1] and pk > b.watermark:  # not there when the bucket was built
-                stale.add(b.pk)
+        for grain in ("day", "hour"):
+            bs = by_grain.get((site, grain), [])
+            i = bisect.bisect_right(starts.get((site, grain), []), t + SESSION_GAP)
+            while i > 0 and bs[i - 1].end + VISIT_WINDOW > t:
+                i -= 1
+                b = bs[i]
+                reach = (b.start - SESSION_GAP, b.end + VISIT_WINDOW) if b.final else (b.start, b.end)
+                if reach[0] <= t < reach[1] and pk > b.watermark:  # not there when the bucket was built
+                    stale.add(b.pk)
     return stale
 
 
@@ -366,6 +381,7 @@ def refresh(*, now: datetime | None = None, site: Site | None = None, verbosity:
         Rollup.objects.filter(site=s, start__in=stale_tz.values("start")).delete()
         stale_tz.delete()
         n = build_due(s, now, jobs=jobs, progress=progress)
+        drop_old_hours(s, now)
         if verbosity and n:
             print(f"site {s.pk} ({s.domain}): {n} buckets rolled up")
         built += n
@@ -487,10 +503,13 @@ def read(query: Query, plan: Plan, chosen: list, tallies: dict) -> None:
     by_start = {(b.grain, b.start): b for b in chosen}
     fields = _fields(query)
 
+    # by each grain's own starts: a recent day's hours lie inside the day's span beside its day bucket
+    spans = Q()
+    for g in {b.grain for b in chosen}:
+        spans |= Q(grain=g, start__in=[b.start for b in chosen if b.grain == g])
+
     def rows(dimension, value=None, values=None, prefix=""):
-        qs = Rollup.objects.filter(
-            site_id=query.site_id, dimension=dimension, start__gte=chosen[0].start, start__lt=chosen[-1].end
-        )
+        qs = Rollup.objects.filter(spans, site_id=query.site_id, dimension=dimension)
         if value is not None:
             qs = qs.filter(value=value)
         elif values is not None:

@@ -370,3 +370,36 @@ def test_a_rebuild_logs_its_progress_when_not_on_a_terminal(cast, capsys, monkey
     assert f"{built:,}/{built:,} buckets (100.0 %)" in lines[-1]
     call_command("rebuild_rollups", "--jobs", "1", verbosity=0)
     assert " rollups: " not in capsys.readouterr().err
+
+
+def test_the_last_24_hours_read_yesterdays_hours_and_a_day_reads_its_day_bucket(cast):
+    """A closed recent day keeps its hours beside its day bucket: an hours=24 window starting
+    partway through it is answered from those hours, a query of whole days from the day bucket,
+    never both; both equal the raw count. Older days keep only their day bucket."""
+    yesterday = DAY - timedelta(days=1)
+    for h in range(0, 34, 2):  # yesterday 00:50 to today 08:50, some visits crossing hours
+        _visit(cast.site, yesterday + timedelta(hours=h, minutes=50), h % 5, 500 + h, ["/", "/a", "/b"][: 1 + h % 3])
+    now = DAY + timedelta(hours=10, minutes=5)
+    rollups.refresh(now=now, site=cast.site)
+    assert RolledBucket.objects.filter(site=cast.site, grain="day", start=yesterday).exists()
+    hours = RolledBucket.objects.filter(site=cast.site, grain="hour", start__gte=yesterday, start__lt=DAY, final=True)
+    assert hours.count() == 24
+
+    window = {"hours": "24", "metrics": "page_views,unique_visitors,visits,bounce_rate"}
+    day = {"start_date": "2024-01-09", "end_date": "2024-01-10", "metrics": "page_views,unique_visitors,visits"}
+    for params, grains_yesterday in [({**window, "interval": "hour"}, {"hour"}), (window, {"hour"}),
+                                     ({**day, "interval": "day"}, {"day"}), (day, {"day"})]:  # fmt: skip
+        query = parse_query({**params, "breakdown": "page"}, site=cast.site, now=now)
+        lo, hi = query.utc_range
+        chosen = rollups.usable_buckets(query, rollups.plan(query), lo, hi)
+        assert {b.grain for b in chosen if yesterday <= b.start < DAY} == grains_yesterday, params
+        raw = sum((min(gap_hi, now) - gap_lo for gap_lo, gap_hi in engine._gaps(lo, hi, chosen)), timedelta())
+        assert raw <= timedelta(hours=3), params  # the hours whose visits are not final yet and part of one
+        assert _finished(query, engine.collect(query)) == _finished(query, scan(query, lo, hi, query.interval, query.breakdown))
+
+    rollups.refresh(now=now + timedelta(days=3), site=cast.site)  # the days fall out of the recent ones
+    assert not RolledBucket.objects.filter(site=cast.site, grain="hour", start__lt=DAY).exists()
+    assert RolledBucket.objects.filter(site=cast.site, grain="day", start=yesterday).exists()
+    query = parse_query(day, site=cast.site, now=now + timedelta(days=3))
+    lo, hi = query.utc_range
+    assert _finished(query, engine.collect(query)) == _finished(query, scan(query, lo, hi, None, None))
