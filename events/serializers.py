@@ -41,6 +41,12 @@ class _PlainField(serializers.Field):
             return super().run_validation(data)
         return self.to_internal_value(data)
 
+    def get_value(self, dictionary):
+        # A parsed JSON object: DRF's form-data handling does not apply.
+        if type(dictionary) is dict:
+            return dictionary.get(self.field_name, empty)
+        return super().get_value(dictionary)
+
 
 class _NullMeansAbsent:
     """JSON null for an optional field is the same as leaving the field out (DRF answered
