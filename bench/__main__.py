@@ -1,4 +1,4 @@
-"""``python -m bench generate|query|rollup|ingest|batch|counters|dashboard|export …`` — see each module's docstring."""
+"""``python -m bench generate|query|rollup|ingest|batch|batchloop|counters|dashboard|export …`` — see each module's docstring."""
 
 import importlib
 import signal
@@ -10,6 +10,7 @@ COMMANDS = {
     "rollup": "bench.rollup",
     "ingest": "bench.ingest",
     "batch": "bench.batch",
+    "batchloop": "bench.batchloop",
     "counters": "bench.counters",
     "dashboard": "bench.dashboard",
     "export": "bench.export",

@@ -117,3 +117,12 @@ def test_counters_measures_a_few_calls():
     if "counters" not in commands():
         pytest.skip("no counters command")
     assert_ran(bench("counters", "--calls", "20", "--redis", REDIS_URL))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batchloop_posts_its_batches_in_process():
+    if connection.vendor != "postgresql":
+        pytest.skip("bench batchloop reads its PostgreSQL backend's CPU")
+    before = Event.objects.count()
+    assert_ran(bench("batchloop", "--db", database_url(), "--batches", "1", "--size", "5"), codes=(0,))
+    assert Event.objects.count() - before == 15  # two warm-up batches and the measured one
