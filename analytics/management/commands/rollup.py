@@ -10,7 +10,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
-from accounts.models import Site
+from accounts.management.sites import site_named
 from analytics import rollups
 from events.idempotency import forget_expired_keys
 from events.partitions import ensure_partitions
@@ -46,11 +46,7 @@ class Command(BaseCommand):
             raise CommandError("--every refreshes; --rebuild is a one-off")
         if runs is not None and (every is None or runs < 1):
             raise CommandError("--runs needs --every and at least 1")
-        target = None
-        if site:
-            target = Site.objects.filter(domain=site).first()
-            if target is None:
-                raise CommandError(f"No site with domain {site!r}")
+        target = site_named(site) if site else None
         if every is None:  # a one-off run, maybe minutes long: show its progress
             with Progress("rollups", unit="bucket", enabled=verbosity > 0) as progress:
                 self._run(rollups.rebuild if rebuild else rollups.refresh, target, jobs, verbosity, progress)

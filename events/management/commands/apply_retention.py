@@ -3,9 +3,9 @@ site's ``retention_days`` now; the rollup timer does the same on every run."""
 
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from accounts.models import Site
+from accounts.management.sites import site_named
 from events.retention import apply_retention
 
 
@@ -16,11 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--site", help="only this site (domain); partitions are dropped only in a run over all sites")
 
     def handle(self, *args, site=None, **options):
-        target = None
-        if site:
-            target = Site.objects.filter(domain=site).first()
-            if target is None:
-                raise CommandError(f"No site with domain {site!r}")
+        target = site_named(site) if site else None
         started = time.perf_counter()
         removed = apply_retention(site=target)
         months = ", ".join(f"{m:%Y-%m}" for m in removed.partitions) or "none"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import Site
+from accounts.management.sites import site_named
 from events.export import FORMATS, count_events, day_window, export_chunks
 from infinity.progress import Progress
 
@@ -33,9 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
 
     def handle(self, *args, file, site, start=None, end=None, format=None, overwrite=False, **options):
-        target = Site.objects.filter(domain=site.strip().lower()).first()
-        if target is None:
-            raise CommandError(f"No site with domain {site!r}")
+        target = site_named(site)
         window = None
         if start or end:
             first, last = _date(start or "1970-01-01"), _date(end or "9000-12-31")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import Site
+from accounts.management.sites import site_named
 from events.importers import FORMATS, BadRecord, detect_format, import_file
 from infinity.progress import Progress
 
@@ -22,9 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=FORMATS, help="default: recognised from the file's first line")
 
     def handle(self, *args, file, site, format=None, **options):
-        target = Site.objects.filter(domain=site.strip().lower()).first()
-        if target is None:
-            raise CommandError(f"No site with domain {site!r}")
+        target = site_named(site)
         path = Path(file)
         if not path.is_file():
             raise CommandError(f"{path} is not a file")
